@@ -1,0 +1,55 @@
+r"""Runs an active-learning experiment from a config file.
+
+  python -m experiments.run --config=configs/mnist5k.py [--workdir=DIR] \
+      [--config.al.budget=500 --config.strategies=msal,msal_d ...]
+
+Writes config.json, then per (strategy, seed) rounds.jsonl, summary.json and
+curve.png, and results.md / results.csv / curves.png comparing them.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from experiments import experiment
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Experiment config file (configs/*.py).", lock_config=True
+)
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Output folder; default: a fresh folder under runs/."
+)
+flags.mark_flags_as_required(["config"])
+
+
+def _default_workdir(config_path: str) -> str:
+  name = os.path.splitext(os.path.basename(config_path.split(":")[0]))[0]
+  stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+  return os.path.join("runs", f"{name}-{stamp}")
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  config = _CONFIG.value
+  try:
+    exp = experiment.Experiment.from_config(config)  # every field checked before any work
+    workdir = _WORKDIR.value or _default_workdir(
+        config_flags.get_config_filename(flags.FLAGS["config"])
+    )
+    print(f"workdir: {os.path.abspath(workdir)}", flush=True)
+    experiment.write_config(config, workdir)
+    experiment.run(exp, workdir, log=lambda s: print(s, flush=True))
+  except (ValueError, FileNotFoundError) as e:
+    # Bad input: one clear line, no traceback.
+    sys.exit(f"error: {e}")
+  print(f"results: {os.path.join(os.path.abspath(workdir), 'results.md')}", flush=True)
+
+
+if __name__ == "__main__":
+  app.run(main)

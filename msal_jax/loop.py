@@ -1,0 +1,305 @@
+"""The active-learning loop: initial set, then train -> evaluate -> query rounds.
+
+The pool keeps one fixed shape for the whole experiment and a boolean
+``labeled`` mask grows round by round, so the model init, the train step, the
+inference step and the strategy's selection each compile once per experiment
+(``summary["traces"]`` records how often each was traced). Every PRNG key is
+derived from the seed with ``fold_in`` by purpose and round.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from msal_jax import metrics, models, prototypes, strategies
+from msal_jax.data import Dataset
+from msal_jax.train import Trainer
+
+# Purposes for fold_in: one root key per seed, then one sub-key per use.
+_KEY_INITIAL_SET = 0
+_KEY_ROUNDS = 1
+_KEY_MODEL_INIT, _KEY_TRAIN, _KEY_QUERY = 0, 1, 2
+
+
+def _check_int(name: str, value: Any, low: int) -> None:
+  if isinstance(value, bool) or not isinstance(value, int) or value < low:
+    raise ValueError(f"{name} must be an integer >= {low}, got {value!r}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class ActiveLearningConfig:
+  """How many labels, how fast.
+
+  Attributes:
+    initial: size of the random initial labeled set (drawn per seed).
+    batch: labels queried per round ``b``.
+    budget: labels queried in all, not counting the initial set.
+    rounds: query rounds to run; ``None`` = ``ceil(budget / batch)``. Fewer
+      rounds stop early, and AUBC is computed over the labels spent.
+    beta: MSAL-D's pre-filter factor (``beta * b`` candidates), ``>= 1``.
+  """
+
+  initial: int
+  batch: int
+  budget: int
+  rounds: int | None = None
+  beta: float = 5.0
+
+  def __post_init__(self):
+    _check_int("al.initial", self.initial, 1)
+    _check_int("al.batch", self.batch, 1)
+    _check_int("al.budget", self.budget, 1)
+    if self.rounds is not None:
+      _check_int("al.rounds", self.rounds, 1)
+      if self.rounds > metrics.num_rounds(self.budget, self.batch):
+        raise ValueError(
+            f"al.rounds={self.rounds} is more than the budget allows: budget {self.budget} "
+            f"at batch {self.batch} is spent in {metrics.num_rounds(self.budget, self.batch)} "
+            "rounds."
+        )
+    if isinstance(self.beta, bool) or not isinstance(self.beta, (int, float)) or not (
+        self.beta >= 1
+    ):
+      raise ValueError(f"al.beta must be a number >= 1, got {self.beta!r}.")
+
+  @property
+  def num_rounds(self) -> int:
+    return metrics.num_rounds(self.budget, self.batch) if self.rounds is None else self.rounds
+
+  def check_pool(self, pool_size: int) -> None:
+    """Fails when the pool cannot supply the initial set plus the budget."""
+    if self.initial + self.budget > pool_size:
+      raise ValueError(
+          f"al.initial ({self.initial}) + al.budget ({self.budget}) = "
+          f"{self.initial + self.budget} is larger than the pool ({pool_size} samples): "
+          f"lower al.budget to at most {pool_size - self.initial}."
+      )
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """Training of each round's model (paper: Adam 1e-3, batch 128)."""
+
+  epochs: int
+  batch_size: int = 128
+  learning_rate: float = 1e-3
+  eval_batch_size: int = 1000
+
+  def __post_init__(self):
+    _check_int("train.epochs", self.epochs, 1)
+    _check_int("train.batch_size", self.batch_size, 1)
+    _check_int("train.eval_batch_size", self.eval_batch_size, 1)
+    if not (isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0):
+      raise ValueError(f"train.learning_rate must be > 0, got {self.learning_rate!r}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """The network: a trunk from ``models.ARCHS`` with the strategy's head.
+
+  Attributes:
+    arch: ``"small_cnn"`` or ``"resnet18"``.
+    rho: hypersphere radius of the max-separation head (> 0).
+    dropout_rate: dropout before the head.
+    trunk_kwargs: extra fields of the trunk (e.g. ``{"stem": "cifar"}``).
+  """
+
+  arch: str = "small_cnn"
+  rho: float = 1.0
+  dropout_rate: float = 0.0
+  trunk_kwargs: dict = dataclasses.field(default_factory=dict)
+
+  def __post_init__(self):
+    if self.arch not in models.ARCHS:
+      raise ValueError(
+          f"model.arch: unknown architecture {self.arch!r}; known: {', '.join(sorted(models.ARCHS))}."
+      )
+    if not (isinstance(self.rho, (int, float)) and self.rho > 0):
+      raise ValueError(f"model.rho must be > 0, got {self.rho!r}.")
+    if not (isinstance(self.dropout_rate, (int, float)) and 0 <= self.dropout_rate < 1):
+      raise ValueError(f"model.dropout_rate must be in [0, 1), got {self.dropout_rate!r}.")
+
+  def build(self, num_classes: int, head: str):
+    return models.make_model(
+        self.arch, num_classes=num_classes, head=head, rho=self.rho,
+        dropout_rate=self.dropout_rate, **self.trunk_kwargs,
+    )
+
+
+def initial_labeled(key: jax.Array, pool_size: int, initial: int) -> np.ndarray:
+  """``[N]`` bool mask of ``initial`` pool samples drawn uniformly without replacement."""
+  chosen = np.asarray(jax.random.choice(key, pool_size, (initial,), replace=False))
+  mask = np.zeros(pool_size, bool)
+  mask[chosen] = True
+  return mask
+
+
+def _write_json(path: str, obj: Any) -> None:
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(obj, f, indent=2)
+    f.write("\n")
+  os.replace(tmp, path)  # never a half-written file under the real name
+
+
+def run(
+    dataset: Dataset,
+    *,
+    strategy: str,
+    seed: int,
+    al: ActiveLearningConfig,
+    train: TrainConfig,
+    model: ModelConfig,
+    workdir: str | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+  """Runs one (strategy, seed) active-learning experiment.
+
+  Args:
+    dataset: pool and test arrays.
+    strategy: a name in :data:`msal_jax.strategies.STRATEGIES`.
+    seed: root of every key (initial set, model inits, training order, queries).
+    al, train, model: typed settings.
+    workdir: when given, ``rounds.jsonl`` (one line per round, written as the
+      round ends), ``summary.json`` and ``curve.png`` are written there.
+    log: progress printer.
+
+  Returns:
+    The summary: strategy, dataset, seed, aubc, f_acc, accuracies,
+    num_labeled, labels_spent, traces, seconds, and the per-round records
+    under ``"rounds"``.
+  """
+  strat = strategies.get(strategy)
+  al.check_pool(dataset.num_pool)
+  num_classes = dataset.num_classes
+  if num_classes < 2:
+    raise ValueError(f"dataset {dataset.name!r} has {num_classes} classes; at least 2 are needed.")
+
+  net = model.build(num_classes, strat.head)
+  protos = prototypes.simplex(num_classes) if strat.head == "max_sep" else None
+  trainer = Trainer(
+      net, dataset.image_shape, dataset.mean, dataset.std,
+      learning_rate=train.learning_rate, batch_size=train.batch_size,
+      eval_batch_size=train.eval_batch_size,
+  )
+  traces = trainer.traces
+
+  def counted_select(key, outputs, labeled, *, budget, beta):
+    traces["select"] += 1
+    return strat.select(key, outputs, labeled, budget=budget, beta=beta)
+
+  select = jax.jit(counted_select, static_argnames=("budget", "beta"))
+
+  pool_images = jnp.asarray(dataset.pool_images)
+  pool_labels = jnp.asarray(dataset.pool_labels)
+  test_images = jnp.asarray(dataset.test_images)
+  pool_labels_np = np.asarray(dataset.pool_labels)
+  test_labels_np = np.asarray(dataset.test_labels)
+
+  root = jax.random.PRNGKey(seed)
+  labeled_np = initial_labeled(
+      jax.random.fold_in(root, _KEY_INITIAL_SET), dataset.num_pool, al.initial
+  )
+  round_keys = jax.random.fold_in(root, _KEY_ROUNDS)
+
+  rounds_path = None
+  if workdir is not None:
+    os.makedirs(workdir, exist_ok=True)
+    rounds_path = os.path.join(workdir, "rounds.jsonl")
+    open(rounds_path, "w").close()
+
+  tag = f"[{strategy} seed {seed}]"
+  records: list[dict[str, Any]] = []
+  spent = 0
+  start_all = time.perf_counter()
+  for r in range(al.num_rounds + 1):
+    key_r = jax.random.fold_in(round_keys, r)
+    labeled = jnp.asarray(labeled_np)
+
+    t0 = time.perf_counter()
+    state = trainer.init(jax.random.fold_in(key_r, _KEY_MODEL_INIT))
+    state, loss = trainer.fit(
+        state, pool_images, pool_labels, labeled,
+        epochs=train.epochs, key=jax.random.fold_in(key_r, _KEY_TRAIN),
+    )
+    jax.block_until_ready(state.params)
+    train_seconds = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    test_logits, _ = trainer.predict(state, test_images)
+    test_acc = metrics.accuracy(np.asarray(jnp.argmax(test_logits, -1)), test_labels_np)
+    eval_seconds = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    logits, feats = trainer.predict(state, pool_images)
+    pool_pred = np.asarray(jnp.argmax(logits, -1))
+    err = metrics.unlabeled_error_rate(pool_pred, pool_labels_np, labeled_np)
+    queried: list[int] = []
+    if r < al.num_rounds:
+      take = min(al.batch, al.budget - spent)
+      picked = select(
+          jax.random.fold_in(key_r, _KEY_QUERY),
+          strategies.PoolOutputs(logits=logits, features=feats, prototypes=protos),
+          labeled, budget=al.batch, beta=al.beta,
+      )
+      picked = np.asarray(picked)
+      queried = [int(i) for i in picked[picked >= 0][:take]]
+      if len(queried) != take or labeled_np[queried].any() or len(set(queried)) != take:
+        raise RuntimeError(
+            f"{tag} strategy returned an invalid selection in round {r}: {picked.tolist()}"
+        )
+    query_seconds = time.perf_counter() - t0
+
+    record = {
+        "round": r,
+        "num_labeled": int(labeled_np.sum()),
+        "test_accuracy": test_acc,
+        "unlabeled_error_rate": err,
+        "train_loss": loss,
+        "train_seconds": train_seconds,
+        "eval_seconds": eval_seconds,
+        "query_seconds": query_seconds,
+        "queried": queried,
+    }
+    records.append(record)
+    if rounds_path is not None:
+      with open(rounds_path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+    log(
+        f"{tag} round {r}/{al.num_rounds}  labeled {record['num_labeled']}  "
+        f"acc {test_acc:.4f}  unlabeled err {err:.4f}  "
+        f"train {train_seconds:.1f}s  query {query_seconds:.2f}s"
+    )
+    labeled_np[queried] = True
+    spent += len(queried)
+
+  accuracies = [rec["test_accuracy"] for rec in records]
+  summary = {
+      "strategy": strategy,
+      "dataset": dataset.name,
+      "seed": seed,
+      "aubc": metrics.aubc(accuracies, budget=spent, batch=al.batch) if spent else math.nan,
+      "f_acc": metrics.final_accuracy(accuracies),
+      "accuracies": accuracies,
+      "num_labeled": [rec["num_labeled"] for rec in records],
+      "labels_spent": spent,
+      "traces": dict(traces),
+      "seconds": time.perf_counter() - start_all,
+  }
+  if workdir is not None:
+    _write_json(os.path.join(workdir, "summary.json"), summary)
+    from msal_jax import report  # matplotlib is imported only when plotting
+
+    report.plot_curves({strategy: [summary]}, os.path.join(workdir, "curve.png"))
+  summary["rounds"] = records
+  return summary

@@ -1,0 +1,130 @@
+"""Informativeness scores of a pool: pure ``[N, ...] -> [N]`` functions.
+
+Two conventions, both stated in every docstring:
+
+* :func:`msal` is a *certainty*: the cosine to the nearest prototype, higher =
+  more certain. MSAL queries the lowest.
+* The uncertainty scores (:func:`entropy`, :func:`margin`,
+  :func:`least_confidence`) are signed so that *higher = more uncertain =
+  queried first*, so one highest-k selection serves them all.
+
+All functions take logits (not probabilities) so that the softmax is computed
+stably in log space, and all are jit-able with no static arguments.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+# Below this norm a feature vector counts as zero: its cosines are defined as 0.
+_NORM_EPS = 1e-12
+
+
+def _check_features(features: jax.Array, prototypes: jax.Array) -> None:
+  if features.ndim != 2 or prototypes.ndim != 2:
+    raise ValueError(
+        f"features must be [N, K] and prototypes [C, K]; got shapes {features.shape} "
+        f"and {prototypes.shape}."
+    )
+  if features.shape[1] != prototypes.shape[1]:
+    raise ValueError(
+        f"features have width {features.shape[1]} but prototypes have width "
+        f"{prototypes.shape[1]}: the features must be the max-separation head's C-1 "
+        "outputs for prototypes.simplex(C)."
+    )
+
+
+def cosines(features: ArrayLike, prototypes: ArrayLike) -> jax.Array:
+  """Cosine of every feature to every prototype.
+
+  Args:
+    features: ``[N, K]`` embeddings ``z``.
+    prototypes: ``[C, K]`` unit rows (``prototypes.simplex(C)``).
+
+  Returns:
+    ``[N, C]`` with entry ``(i, c) = z_i . p_c / ||z_i||``; rows of zero
+    vectors are 0 (not NaN).
+  """
+  features = jnp.asarray(features)
+  prototypes = jnp.asarray(prototypes)
+  _check_features(features, prototypes)
+  norms = jnp.linalg.norm(features, axis=-1, keepdims=True)
+  safe = jnp.where(norms > _NORM_EPS, norms, 1.0)
+  cos = (features @ prototypes.T) / safe
+  return jnp.where(norms > _NORM_EPS, cos, 0.0)
+
+
+def nearest_prototype(features: ArrayLike, prototypes: ArrayLike) -> tuple[jax.Array, jax.Array]:
+  """Class of the nearest prototype and the cosine to it.
+
+  Returns:
+    ``(classes [N] int32, cosine [N])``: ``argmax_c cos(z_i, p_c)`` (ties go to
+    the lower class index) and that maximum.
+  """
+  cos = cosines(features, prototypes)
+  return jnp.argmax(cos, axis=-1).astype(jnp.int32), jnp.max(cos, axis=-1)
+
+
+def msal(features: ArrayLike, prototypes: ArrayLike) -> jax.Array:
+  """MSAL certainty ``a_i = max_c cos(z_i, p_c)``; higher = more certain.
+
+  MSAL queries the unlabeled samples with the *lowest* ``a_i`` (far from every
+  prototype). A zero feature vector scores 0, which is below the score of any
+  non-zero vector (the nearest simplex vertex is always at a positive cosine),
+  so it counts as maximally uncertain.
+
+  Args:
+    features: ``[N, C-1]`` outputs of the max-separation head before ``P``.
+    prototypes: ``[C, C-1]`` from :func:`msal_jax.prototypes.simplex`.
+
+  Returns:
+    ``[N]`` float scores in ``[-1, 1]``.
+  """
+  return jnp.max(cosines(features, prototypes), axis=-1)
+
+
+def _log_probs(logits: ArrayLike) -> jax.Array:
+  logits = jnp.asarray(logits)
+  if logits.ndim != 2:
+    raise ValueError(f"logits must be [N, C], got shape {logits.shape}.")
+  return jax.nn.log_softmax(logits, axis=-1)
+
+
+def entropy(logits: ArrayLike) -> jax.Array:
+  """Predictive entropy ``-sum_c p_c log p_c``; higher = more uncertain.
+
+  ``[N, C]`` logits -> ``[N]``. Computed from log-softmax, finite for any
+  finite logits.
+  """
+  logp = _log_probs(logits)
+  return -jnp.sum(jnp.exp(logp) * logp, axis=-1)
+
+
+def margin(logits: ArrayLike) -> jax.Array:
+  """Negative margin ``p_(2) - p_(1)`` in ``[-1, 0]``; higher = more uncertain.
+
+  ``p_(1)``, ``p_(2)`` are the largest and second largest probabilities, so the
+  smallest margin is queried first. ``[N, C]`` logits -> ``[N]``.
+  """
+  top2 = jax.lax.top_k(jnp.exp(_log_probs(logits)), 2)[0]
+  return top2[:, 1] - top2[:, 0]
+
+
+def least_confidence(logits: ArrayLike) -> jax.Array:
+  """Least confidence ``1 - max_c p_c``; higher = more uncertain. ``[N, C] -> [N]``."""
+  return 1.0 - jnp.exp(jnp.max(_log_probs(logits), axis=-1))
+
+
+def random(key: jax.Array, num: int) -> jax.Array:
+  """Uniform ``[num]`` scores in ``[0, 1)``: highest-k of them is a uniform sample."""
+  return jax.random.uniform(key, (num,))
+
+
+# Uncertainty scores from logits, by the names the strategies use.
+UNCERTAINTY = {
+    "entropy": entropy,
+    "margin": margin,
+    "least_conf": least_confidence,
+}

@@ -1,0 +1,149 @@
+"""Pool selection: pure, jit-able functions with static sizes.
+
+Every selector returns a fixed-size ``[k] int32`` vector of pool indices in the
+order the samples should be queried. Slots that cannot be filled (fewer than
+``k`` eligible samples) hold ``-1``: callers keep the non-negative entries.
+Because the output size never depends on the data, an active-learning loop
+that keeps its pool at a fixed shape with a ``labeled`` mask compiles each
+selector once per experiment.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+from msal_jax import scoring
+
+
+def _check_pool(name: str, scores: jax.Array, mask: jax.Array, k: int) -> None:
+  if scores.ndim != 1:
+    raise ValueError(f"{name}: scores must be [N], got shape {scores.shape}.")
+  if mask.shape != scores.shape:
+    raise ValueError(
+        f"{name}: the mask must have the pool's shape {scores.shape}, got {mask.shape}."
+    )
+  if mask.dtype != jnp.bool_:
+    raise ValueError(f"{name}: the mask must be boolean, got dtype {mask.dtype}.")
+  if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= scores.shape[0]:
+    raise ValueError(
+        f"{name}: k must be a Python int in [1, N={scores.shape[0]}] (static), got {k!r}."
+    )
+
+
+def top_k_masked(scores: ArrayLike, eligible: ArrayLike, k: int) -> jax.Array:
+  """The ``k`` highest-scoring eligible samples, highest first.
+
+  Args:
+    scores: ``[N]`` scores (NaN ranks below every number, ``+-inf`` count as
+      the largest/smallest finite value).
+    eligible: ``[N]`` bool; only ``True`` entries can be selected (for a
+      query: ``~labeled``).
+    k: static number of samples, ``1 <= k <= N``.
+
+  Returns:
+    ``[k] int32`` indices ordered by descending score, ties to the lower
+    index (``lax.top_k``'s rule); slots beyond the number of eligible samples
+    are ``-1``.
+  """
+  scores = jnp.asarray(scores)
+  eligible = jnp.asarray(eligible)
+  _check_pool("top_k_masked", scores, eligible, k)
+  scores = scores.astype(jnp.promote_types(scores.dtype, jnp.float32))
+  big = jnp.finfo(scores.dtype).max
+  # Eligible keys are finite, ineligible ones -inf: every eligible sample
+  # outranks every ineligible one whatever its score.
+  keys = jnp.where(eligible, jnp.nan_to_num(scores, nan=-big, posinf=big, neginf=-big), -jnp.inf)
+  _, idx = jax.lax.top_k(keys, k)
+  filled = jnp.arange(k) < jnp.sum(eligible)
+  return jnp.where(filled, idx, -1).astype(jnp.int32)
+
+
+def bottom_k_masked(scores: ArrayLike, eligible: ArrayLike, k: int) -> jax.Array:
+  """The ``k`` lowest-scoring eligible samples, lowest first (see :func:`top_k_masked`)."""
+  scores = jnp.asarray(scores)
+  return top_k_masked(jnp.where(jnp.isnan(scores), scores, -scores), eligible, k)
+
+
+def num_candidates(budget: int, beta: float, pool_size: int) -> int:
+  """MSAL-D's pre-filter size ``min(ceil(beta * budget), N)``."""
+  return min(math.ceil(beta * budget), pool_size)
+
+
+def msal_d(
+    features: ArrayLike,
+    prototypes: ArrayLike,
+    labeled: ArrayLike,
+    *,
+    budget: int,
+    beta: float,
+    uncertainty: ArrayLike | None = None,
+) -> jax.Array:
+  """MSAL-D: uncertainty pre-filter, then per-class diversity around the prototypes.
+
+  1. Candidates: the ``m = min(ceil(beta*budget), N)`` unlabeled samples with
+     the highest uncertainty (all unlabeled ones if fewer remain).
+  2. Each candidate goes to its nearest prototype ``c_i = argmax_c cos(z_i,
+     p_c)`` with closeness ``s_i = max_c cos(z_i, p_c)``.
+  3. Within each class, candidates are ranked by ``s`` (closest = rank 0).
+  4. Candidates are taken in round-robin order of that rank (all rank-0
+     candidates, then all rank-1, ...; within a rank by ``s``, then by pool
+     index) and the first ``budget`` are returned.
+
+  When every class has at least ``budget/C`` candidates and ``C`` divides
+  ``budget``, the result is exactly the ``budget/C`` candidates closest to each
+  prototype; otherwise other classes fill the quota of short ones, so the
+  result holds ``budget`` distinct samples whenever ``|U| >= budget``.
+
+  Args:
+    features: ``[N, C-1]`` max-separation features ``z``.
+    prototypes: ``[C, C-1]`` simplex prototypes.
+    labeled: ``[N]`` bool mask of the labeled samples (never selected).
+    budget: static number of samples to query, ``1 <= budget <= N``.
+    beta: static pre-filter factor, ``>= 1``.
+    uncertainty: optional ``[N]`` score, higher = more uncertain (e.g.
+      :func:`msal_jax.scoring.entropy` of the logits, for the "X(MSAL-D)"
+      strategies). Default: MSAL's ``-max cos``.
+
+  Returns:
+    ``[budget] int32`` pool indices in query order; ``-1`` in the slots that
+    cannot be filled because fewer than ``budget`` samples are unlabeled.
+  """
+  features = jnp.asarray(features)
+  prototypes = jnp.asarray(prototypes)
+  labeled = jnp.asarray(labeled)
+  num = features.shape[0]
+  if not (isinstance(beta, (int, float)) and beta >= 1):
+    raise ValueError(f"msal_d: beta must be a number >= 1 (static), got {beta!r}.")
+  if uncertainty is None:
+    uncertainty = -scoring.msal(features, prototypes)
+  uncertainty = jnp.asarray(uncertainty)
+  if uncertainty.shape != (num,):
+    raise ValueError(
+        f"msal_d: uncertainty must be [N={num}], got shape {uncertainty.shape}."
+    )
+  _check_pool("msal_d", uncertainty, labeled, budget)
+  m = num_candidates(budget, beta, num)
+
+  cand = top_k_masked(uncertainty, ~labeled, m)
+  valid = cand >= 0
+  safe = jnp.where(valid, cand, 0)
+  classes, close = scoring.nearest_prototype(features[safe], prototypes)
+  num_classes = prototypes.shape[0]
+
+  # Within-class rank: sort by (class, closeness desc, index); a candidate's
+  # rank is its position minus the position where its class starts.
+  # Invalid slots form a class of their own (C) after all real ones.
+  cls_key = jnp.where(valid, classes, num_classes)
+  order = jnp.lexsort((safe, -close, cls_key))
+  sorted_cls = cls_key[order]
+  start = jnp.searchsorted(sorted_cls, sorted_cls, side="left")
+  rank = jnp.zeros(m, jnp.int32).at[order].set(jnp.arange(m, dtype=jnp.int32) - start)
+  rank = jnp.where(valid, rank, m)
+
+  # Round robin over ranks; within a rank the closest first, then the index.
+  order = jnp.lexsort((safe, -close, rank))
+  return cand[order[:budget]]

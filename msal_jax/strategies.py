@@ -1,0 +1,141 @@
+"""The query strategies, in one registry: ``STRATEGIES[name] -> Strategy``.
+
+A strategy names the head its network needs (``"linear"``: a standard
+classifier; ``"max_sep"``: the fixed-prototype head of MSAL) and a pure
+selection function
+
+    select(key, outputs, labeled, *, budget, beta) -> [budget] int32
+
+of the model's outputs on the whole pool. ``budget`` and ``beta`` are static;
+the result lists pool indices in query order with ``-1`` in slots that cannot
+be filled (fewer unlabeled samples than ``budget``). Wrapped in ``jax.jit``
+with ``static_argnames=("budget", "beta")``, each strategy compiles once per
+experiment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import flax.struct
+import jax
+
+from msal_jax import scoring, selection
+
+
+@flax.struct.dataclass
+class PoolOutputs:
+  """What a strategy sees of the pool: one forward pass of the current model.
+
+  Attributes:
+    logits: ``[N, C]``.
+    features: ``[N, K]``: the penultimate embedding for a linear head, the
+      ``C-1`` outputs before the prototypes for a max-separation head.
+    prototypes: ``[C, C-1]`` simplex of the max-separation head, or ``None``.
+  """
+
+  logits: jax.Array
+  features: jax.Array
+  prototypes: jax.Array | None = None
+
+
+SelectFn = Callable[..., jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class Strategy:
+  """A registered query strategy.
+
+  Attributes:
+    name: registry key.
+    head: ``"linear"`` or ``"max_sep"``: the network the strategy queries with.
+    select: ``(key, outputs, labeled, *, budget, beta) -> [budget] int32``.
+    description: one line for ``--help`` and the docs (the paper's row name).
+  """
+
+  name: str
+  head: str
+  select: SelectFn
+  description: str
+
+
+def _need_prototypes(outputs: PoolOutputs, name: str) -> jax.Array:
+  if outputs.prototypes is None:
+    raise ValueError(f"strategy {name!r} needs a max-separation head (outputs.prototypes).")
+  return outputs.prototypes
+
+
+def _random(key, outputs, labeled, *, budget, beta):
+  del beta
+  return selection.top_k_masked(scoring.random(key, labeled.shape[0]), ~labeled, budget)
+
+
+def _uncertainty(score_name: str) -> SelectFn:
+  score = scoring.UNCERTAINTY[score_name]
+
+  def select(key, outputs, labeled, *, budget, beta):
+    del key, beta
+    return selection.top_k_masked(score(outputs.logits), ~labeled, budget)
+
+  return select
+
+
+def _msal(key, outputs, labeled, *, budget, beta):
+  del key, beta
+  certainty = scoring.msal(outputs.features, _need_prototypes(outputs, "msal"))
+  return selection.bottom_k_masked(certainty, ~labeled, budget)
+
+
+def _msal_d(score_name: str | None) -> SelectFn:
+  score = None if score_name is None else scoring.UNCERTAINTY[score_name]
+
+  def select(key, outputs, labeled, *, budget, beta):
+    del key
+    prototypes = _need_prototypes(outputs, "msal_d")
+    uncertainty = None if score is None else score(outputs.logits)
+    return selection.msal_d(
+        outputs.features, prototypes, labeled, budget=budget, beta=beta, uncertainty=uncertainty
+    )
+
+  return select
+
+
+_PAPER_NAMES = {"entropy": "Entropy", "margin": "Margin", "least_conf": "LeastConf"}
+
+
+def _build() -> dict[str, Strategy]:
+  out = [
+      Strategy("random", "linear", _random, "Random: uniform over the unlabeled pool."),
+      Strategy("msal", "max_sep", _msal, "MSAL: lowest cosine to the nearest prototype."),
+      Strategy(
+          "msal_d", "max_sep", _msal_d(None),
+          "MSAL-D: MSAL pre-filter of beta*b, then the closest to each prototype.",
+      ),
+  ]
+  for score, paper in _PAPER_NAMES.items():
+    out += [
+        Strategy(score, "linear", _uncertainty(score), f"{paper}: standard softmax network."),
+        Strategy(
+            f"{score}_msal", "max_sep", _uncertainty(score),
+            f"{paper}(MSAL): {paper.lower()} of the max-separation network.",
+        ),
+        Strategy(
+            f"{score}_msal_d", "max_sep", _msal_d(score),
+            f"{paper}(MSAL-D): {paper.lower()} pre-filter, then MSAL-D's diversity stage.",
+        ),
+    ]
+  return {s.name: s for s in out}
+
+
+STRATEGIES: dict[str, Strategy] = _build()
+
+
+def get(name: str) -> Strategy:
+  """``STRATEGIES[name]`` with an error that lists the known names."""
+  try:
+    return STRATEGIES[name]
+  except KeyError:
+    raise ValueError(
+        f"unknown strategy {name!r}; known strategies: {', '.join(sorted(STRATEGIES))}."
+    ) from None

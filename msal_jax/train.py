@@ -1,0 +1,191 @@
+"""Training and inference: a TrainState and pure jitted steps, compiled once.
+
+The pool and test images live on device as ``uint8`` arrays of fixed shape
+for the whole experiment; steps receive a fixed-size vector of indices (plus
+a weight mask for the padded tail of an epoch) and gather and normalise the
+batch inside the compiled function. So the number of labeled samples can grow
+every round without a new compilation: :class:`Trainer` counts its traces in
+``Trainer.traces`` to prove it.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import functools
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax.training import train_state
+
+
+class TrainState(train_state.TrainState):
+  """Flax TrainState plus BatchNorm statistics (an empty dict for models without)."""
+
+  batch_stats: Any
+
+
+class NonFiniteLossError(FloatingPointError):
+  """Raised when a training loss is NaN or infinite."""
+
+
+def normalize(images: jax.Array, mean: jax.Array, std: jax.Array) -> jax.Array:
+  """``uint8 [B, H, W, Ch]`` -> float32 ``(x / 255 - mean) / std``; mean/std ``[1, 1, 1, Ch]``."""
+  return (images.astype(jnp.float32) / 255.0 - mean) / std
+
+
+@dataclasses.dataclass
+class Trainer:
+  """The compiled programs of one experiment (one model, one optimizer).
+
+  Attributes:
+    model: a :class:`msal_jax.models.Classifier` (``__call__(x, *, train,
+      mc_dropout) -> (logits, features)``).
+    image_shape: ``(H, W, Ch)`` of one input.
+    mean, std: per-channel normalisation of pixels in ``[0, 1]``.
+    learning_rate: Adam step size (paper: 1e-3).
+    batch_size: training batch (paper: 128).
+    eval_batch_size: fixed inference batch; the last one is padded.
+  """
+
+  model: nn.Module
+  image_shape: tuple[int, int, int]
+  mean: Sequence[float]
+  std: Sequence[float]
+  learning_rate: float = 1e-3
+  batch_size: int = 128
+  eval_batch_size: int = 1000
+  traces: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+
+  def __post_init__(self):
+    self.tx = optax.adam(self.learning_rate)
+    # [1, 1, 1, Ch]: explicit ranks (no implicit rank promotion).
+    self._mean = jnp.asarray(self.mean, jnp.float32).reshape(1, 1, 1, -1)
+    self._std = jnp.asarray(self.std, jnp.float32).reshape(1, 1, 1, -1)
+    self._init = jax.jit(self._counted("init", self._init_fn))
+    self._train_step = jax.jit(self._counted("train_step", self._train_step_fn), donate_argnums=0)
+    self._eval_step = jax.jit(self._counted("eval_step", self._eval_step_fn))
+    self._shuffle = jax.jit(self._counted("shuffle", self._shuffle_fn))
+
+  def _counted(self, name: str, fn: Callable) -> Callable:
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+      self.traces[name] += 1  # runs only while jax traces, i.e. compiles
+      return fn(*args, **kwargs)
+
+    return wrapper
+
+  # -- pure functions (jitted in __post_init__) -------------------------------
+
+  def _init_fn(self, key: jax.Array) -> TrainState:
+    dummy = jnp.zeros((1, *self.image_shape), jnp.float32)
+    variables = self.model.init({"params": key, "dropout": key}, dummy, train=False)
+    return TrainState.create(
+        apply_fn=self.model.apply,
+        params=variables["params"],
+        tx=self.tx,
+        batch_stats=variables.get("batch_stats", {}),
+    )
+
+  def _train_step_fn(self, state, images, labels, idx, weight, key):
+    x = normalize(images[idx], self._mean, self._std)
+    y = labels[idx]
+
+    def loss_fn(params):
+      (logits, _), updates = state.apply_fn(
+          {"params": params, "batch_stats": state.batch_stats},
+          x, train=True, rngs={"dropout": key}, mutable=["batch_stats"],
+      )
+      ce = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+      return jnp.sum(ce * weight) / jnp.maximum(jnp.sum(weight), 1.0), updates
+
+    (loss, updates), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    state = state.apply_gradients(grads=grads)
+    state = state.replace(batch_stats=updates.get("batch_stats", state.batch_stats))
+    return state, loss
+
+  def _eval_step_fn(self, state, images, idx):
+    x = normalize(images[idx], self._mean, self._std)
+    return state.apply_fn({"params": state.params, "batch_stats": state.batch_stats}, x)
+
+  @staticmethod
+  def _shuffle_fn(key, labeled):
+    # A uniform shuffle of the labeled indices at the pool's fixed shape:
+    # sort random keys with the unlabeled ones pushed to the end.
+    u = jax.random.uniform(key, labeled.shape)
+    return jnp.argsort(jnp.where(labeled, u, 2.0))
+
+  # -- host-side drivers -----------------------------------------------------
+
+  def init(self, key: jax.Array) -> TrainState:
+    """A freshly initialised model and optimizer (the paper retrains from scratch)."""
+    return self._init(key)
+
+  def fit(
+      self,
+      state: TrainState,
+      images: jax.Array,
+      labels: jax.Array,
+      labeled: jax.Array,
+      *,
+      epochs: int,
+      key: jax.Array,
+      log_every: int = 0,
+      log: Callable[[str], None] = print,
+  ) -> tuple[TrainState, float]:
+    """Trains ``epochs`` passes over the labeled samples; returns the state and last loss.
+
+    Each epoch visits every labeled sample once in a fresh order, in batches
+    of ``batch_size``; the last batch is filled up with samples from the
+    start of the epoch at weight 0 (they still pass through BatchNorm, which
+    keeps every batch the same shape).
+
+    Raises:
+      NonFiniteLossError: the loss became NaN or infinite (names the step).
+    """
+    num_labeled = int(jnp.sum(labeled))
+    if num_labeled == 0:
+      raise ValueError("fit: no labeled sample to train on.")
+    steps = math.ceil(num_labeled / self.batch_size)
+    padded = steps * self.batch_size
+    weight = np.zeros(padded, np.float32)
+    weight[:num_labeled] = 1.0
+    weight = weight.reshape(steps, self.batch_size)
+    loss = jnp.nan
+    step = 0
+    for epoch in range(epochs):
+      ekey = jax.random.fold_in(key, epoch)
+      order = np.asarray(self._shuffle(ekey, labeled))[:num_labeled]
+      order = np.resize(order, padded).reshape(steps, self.batch_size)
+      for i in range(steps):
+        state, loss = self._train_step(
+            state, images, labels, order[i], weight[i], jax.random.fold_in(ekey, 1 + i)
+        )
+        step += 1
+      loss = float(loss)
+      if not math.isfinite(loss):
+        raise NonFiniteLossError(
+            f"non-finite training loss {loss} at epoch {epoch}, step {step} "
+            f"({num_labeled} labeled samples)."
+        )
+      if log_every and (epoch + 1) % log_every == 0:
+        log(f"  epoch {epoch + 1}/{epochs}  loss {loss:.4f}")
+    return state, float(loss)
+
+  def predict(self, state: TrainState, images: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Logits ``[N, C]`` and features ``[N, K]`` of every image, in fixed-size batches."""
+    num = images.shape[0]
+    bs = self.eval_batch_size
+    logits, feats = [], []
+    for start in range(0, num, bs):
+      idx = np.arange(start, start + bs) % num  # the tail batch wraps around
+      out_logits, out_feats = self._eval_step(state, images, idx)
+      logits.append(out_logits)
+      feats.append(out_feats)
+    return jnp.concatenate(logits)[:num], jnp.concatenate(feats)[:num]
