@@ -30,7 +30,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.al.beta = 5.0
 
   config.train = ml_collections.ConfigDict()
-  config.train.epochs = 10
+  config.train.epochs = 30  # few labels: enough steps for both heads to converge
   config.train.batch_size = 128
   config.train.learning_rate = 1e-3
   config.train.eval_batch_size = 1000

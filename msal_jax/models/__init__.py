@@ -20,13 +20,13 @@ HEADS = ("linear", "max_sep")
 
 
 def make_model(
-    arch: str,
-    *,
-    num_classes: int,
-    head: str,
-    rho: float = 1.0,
-    dropout_rate: float = 0.0,
-    **trunk_kwargs: Any,
+  arch: str,
+  *,
+  num_classes: int,
+  head: str,
+  rho: float = 1.0,
+  dropout_rate: float = 0.0,
+  **trunk_kwargs: Any,
 ) -> Classifier:
   """A :class:`Classifier` with the named trunk and head.
 
@@ -61,12 +61,12 @@ def make_model(
 
 
 __all__ = [
-    "ARCHS",
-    "HEADS",
-    "Classifier",
-    "LinearHead",
-    "MaxSeparationHead",
-    "ResNet18",
-    "SmallCNN",
-    "make_model",
+  "ARCHS",
+  "HEADS",
+  "Classifier",
+  "LinearHead",
+  "MaxSeparationHead",
+  "ResNet18",
+  "SmallCNN",
+  "make_model",
 ]

@@ -98,7 +98,7 @@ class Classifier(nn.Module):
 
   @nn.compact
   def __call__(
-      self, x: jax.Array, *, train: bool = False, mc_dropout: bool = False
+    self, x: jax.Array, *, train: bool = False, mc_dropout: bool = False
   ) -> tuple[jax.Array, jax.Array]:
     """One forward pass.
 

@@ -87,7 +87,7 @@ class ResNet18(nn.Module):
   def __post_init__(self):
     if self.stem not in STEMS:
       raise ValueError(
-          f"ResNet18: unknown stem {self.stem!r}; allowed: {', '.join(map(repr, STEMS))}."
+        f"ResNet18: unknown stem {self.stem!r}; allowed: {', '.join(map(repr, STEMS))}."
       )
     if self.maxpool is not None and not isinstance(self.maxpool, bool):
       raise ValueError(f"ResNet18: maxpool must be True, False or None, got {self.maxpool!r}.")
@@ -96,9 +96,7 @@ class ResNet18(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     if x.ndim != 4 or x.shape[-1] not in (1, 3):
-      raise ValueError(
-          f"ResNet18: expected NHWC input with 1 or 3 channels, got shape {x.shape}."
-      )
+      raise ValueError(f"ResNet18: expected NHWC input with 1 or 3 channels, got shape {x.shape}.")
     if x.shape[-1] == 1:
       x = nn.Conv(3, (1, 1), name="gray_to_rgb")(x)
     if self.stem == "imagenet":
