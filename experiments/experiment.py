@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import ml_collections
@@ -20,8 +20,11 @@ from msal_jax import data, loop, report, strategies
 
 
 def _as_names(value: Any, field: str) -> tuple[str, ...]:
+  # "a,b" on the command line arrives as "a,b" or ("a,b",): split either.
   if isinstance(value, str):
-    value = [v.strip() for v in value.split(",") if v.strip()]
+    value = [value]
+  if isinstance(value, (list, tuple)):
+    value = [v.strip() for item in value for v in str(item).split(",") if v.strip()]
   if not isinstance(value, (list, tuple)) or not value:
     raise ValueError(f"{field} must be a non-empty list, got {value!r}.")
   return tuple(value)

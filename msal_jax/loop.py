@@ -122,7 +122,8 @@ class ModelConfig:
   def __post_init__(self):
     if self.arch not in models.ARCHS:
       raise ValueError(
-          f"model.arch: unknown architecture {self.arch!r}; known: {', '.join(sorted(models.ARCHS))}."
+          f"model.arch: unknown architecture {self.arch!r}; known: "
+          f"{', '.join(sorted(models.ARCHS))}."
       )
     if not (isinstance(self.rho, (int, float)) and self.rho > 0):
       raise ValueError(f"model.rho must be > 0, got {self.rho!r}.")

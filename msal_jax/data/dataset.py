@@ -60,7 +60,9 @@ class Dataset:
     if len(self.mean) != ch or len(self.std) != ch:
       raise ValueError(f"{self.name}: mean/std need {ch} channel values.")
     if len(self.class_names) != self.num_classes:
-      raise ValueError(f"{self.name}: {self.num_classes} classes but {len(self.class_names)} names.")
+      raise ValueError(
+          f"{self.name}: {self.num_classes} classes but {len(self.class_names)} class names."
+      )
 
   @property
   def image_shape(self) -> tuple[int, int, int]:
