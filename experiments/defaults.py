@@ -35,6 +35,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.learning_rate = 1e-3
   config.train.eval_batch_size = 1000
 
+  config.checkpoint = ml_collections.ConfigDict()
+  config.checkpoint.max_to_keep = 2  # round checkpoints kept per run (resume needs the last)
+
   config.strategies = ("random", "entropy", "msal", "msal_d")
   config.seeds = (0, 1)
   return config

@@ -61,6 +61,7 @@ class Experiment:
   al: loop.ActiveLearningConfig
   train: loop.TrainConfig
   model: loop.ModelConfig
+  max_to_keep: int | None = 2
 
   @classmethod
   def from_config(cls, config: ml_collections.ConfigDict) -> Experiment:
@@ -104,6 +105,7 @@ class Experiment:
             dropout_rate=config.model.dropout_rate,
             trunk_kwargs=_trunk_kwargs(config.model.get("trunk")),
         ),
+        max_to_keep=_max_to_keep(config),
     )
 
   @property
@@ -116,6 +118,13 @@ class Experiment:
     return os.path.join(workdir, strategy, f"seed_{seed}")
 
 
+def _max_to_keep(config: ml_collections.ConfigDict) -> int | None:
+  value = config.get("checkpoint", {}).get("max_to_keep", 2)
+  if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+    raise ValueError(f"checkpoint.max_to_keep must be an integer >= 1 or None, got {value!r}.")
+  return value
+
+
 def _trunk_kwargs(trunk: Any) -> dict:
   if trunk is None:
     return {}
@@ -123,10 +132,58 @@ def _trunk_kwargs(trunk: Any) -> dict:
   return {k: tuple(v) if isinstance(v, list) else v for k, v in out.items()}
 
 
-def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-  os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+  if isinstance(tree, dict):
+    out = {}
+    for k, v in tree.items():
+      out.update(_flatten(v, f"{prefix}{k}."))
+    return out
+  return {prefix[:-1]: tree}
+
+
+def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+  """``"field: old -> new"`` for every leaf that differs between two configs."""
+  a, b = _flatten(old), _flatten(new)
+  return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(a.keys() | b.keys())
+          if a.get(k) != b.get(k)]
+
+
+def prepare_workdir(
+    config: ml_collections.ConfigDict, workdir: str, *, allow_config_change: bool = False
+) -> bool:
+  """Makes ``workdir`` and writes ``config.json``; returns whether it resumes a run.
+
+  A workdir that already holds a ``config.json`` is resumed when the configs
+  agree; a different config is refused with the differing fields, unless
+  ``allow_config_change``. A workdir that cannot be written is an error now,
+  not after the first round of training.
+  """
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    probe = os.path.join(workdir, ".write_probe")
+    with open(probe, "w") as f:
+      f.write("ok")
+    os.remove(probe)
+  except OSError as e:
+    raise ValueError(f"workdir {workdir!r} is not writable: {e}") from None
+  new = json.loads(config.to_json_best_effort(sort_keys=True))
+  path = os.path.join(workdir, "config.json")
+  resuming = os.path.exists(path)
+  if resuming:
+    with open(path) as f:
+      old = json.load(f)
+    diff = config_differences(old, new)
+    if diff and not allow_config_change:
+      raise ValueError(
+          f"workdir {workdir!r} holds a run with another config; differing fields: "
+          f"{'; '.join(diff)}. Use another --workdir, or pass --allow_config_change to "
+          "continue with the new config."
+      )
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    f.write(json.dumps(new, indent=2, sort_keys=True) + "\n")
+  os.replace(tmp, path)
+  return resuming
 
 
 def load_results(workdir: str) -> dict[str, list[dict[str, Any]]]:
@@ -170,7 +227,7 @@ def run(
     for seed in exp.seeds:
       summary = loop.run(
           dataset, strategy=strategy, seed=seed, al=exp.al, train=exp.train, model=exp.model,
-          workdir=exp.run_dir(workdir, strategy, seed), log=log,
+          workdir=exp.run_dir(workdir, strategy, seed), max_to_keep=exp.max_to_keep, log=log,
       )
       summary.pop("rounds")
       results.setdefault(strategy, []).append(summary)

@@ -22,7 +22,13 @@ _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file (configs/*.py).", lock_config=True
 )
 _WORKDIR = flags.DEFINE_string(
-    "workdir", None, "Output folder; default: a fresh folder under runs/."
+    "workdir", None,
+    "Output folder; default: a fresh folder under runs/. An existing workdir of the same "
+    "config is resumed after its last finished round.",
+)
+_ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
+    "allow_config_change", False,
+    "Resume a workdir even though its config.json differs from --config.",
 )
 flags.mark_flags_as_required(["config"])
 
@@ -42,8 +48,10 @@ def main(argv: list[str]) -> None:
     workdir = _WORKDIR.value or _default_workdir(
         config_flags.get_config_filename(flags.FLAGS["config"])
     )
-    print(f"workdir: {os.path.abspath(workdir)}", flush=True)
-    experiment.write_config(config, workdir)
+    resuming = experiment.prepare_workdir(
+        config, workdir, allow_config_change=_ALLOW_CONFIG_CHANGE.value
+    )
+    print(f"workdir: {os.path.abspath(workdir)}{' (resuming)' if resuming else ''}", flush=True)
     experiment.run(exp, workdir, log=lambda s: print(s, flush=True))
   except (ValueError, FileNotFoundError) as e:
     # Bad input: one clear line, no traceback.

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import time
 from collections.abc import Callable
@@ -22,8 +21,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from msal_jax import metrics, models, prototypes, strategies
+from msal_jax.checkpoint import RoundCheckpointer
 from msal_jax.data import Dataset
-from msal_jax.train import Trainer
+from msal_jax.train import NonFiniteLossError, Trainer
 
 # Purposes for fold_in: one root key per seed, then one sub-key per use.
 _KEY_INITIAL_SET = 0
@@ -153,6 +153,13 @@ def _write_json(path: str, obj: Any) -> None:
   os.replace(tmp, path)  # never a half-written file under the real name
 
 
+def _write_rounds(path: str, records: list[dict[str, Any]]) -> None:
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    f.writelines(json.dumps(rec) + "\n" for rec in records)
+  os.replace(tmp, path)
+
+
 def run(
     dataset: Dataset,
     *,
@@ -162,9 +169,10 @@ def run(
     train: TrainConfig,
     model: ModelConfig,
     workdir: str | None = None,
+    max_to_keep: int | None = 2,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-  """Runs one (strategy, seed) active-learning experiment.
+  """Runs one (strategy, seed) active-learning experiment, resuming if it can.
 
   Args:
     dataset: pool and test arrays.
@@ -172,7 +180,12 @@ def run(
     seed: root of every key (initial set, model inits, training order, queries).
     al, train, model: typed settings.
     workdir: when given, ``rounds.jsonl`` (one line per round, written as the
-      round ends), ``summary.json`` and ``curve.png`` are written there.
+      round ends), a checkpoint per round under ``checkpoints/``,
+      ``summary.json`` and ``curve.png`` are written there, and a run that
+      finds checkpoints there continues after the last finished round (which
+      gives exactly what an uninterrupted run gives: every key is derived from
+      the seed and the round).
+    max_to_keep: round checkpoints kept (``None``: all).
     log: progress printer.
 
   Returns:
@@ -212,84 +225,119 @@ def run(
       jax.random.fold_in(root, _KEY_INITIAL_SET), dataset.num_pool, al.initial
   )
   round_keys = jax.random.fold_in(root, _KEY_ROUNDS)
+  tag = f"[{strategy} seed {seed}]"
+  identity = {"strategy": strategy, "seed": seed, "dataset": dataset.name,
+              "num_pool": dataset.num_pool}
 
-  rounds_path = None
+  records: list[dict[str, Any]] = []
+  spent = 0
+  first_round = 0
+  rounds_path = ckpt = None
   if workdir is not None:
     os.makedirs(workdir, exist_ok=True)
     rounds_path = os.path.join(workdir, "rounds.jsonl")
-    open(rounds_path, "w").close()
-
-  tag = f"[{strategy} seed {seed}]"
-  records: list[dict[str, Any]] = []
-  spent = 0
-  start_all = time.perf_counter()
-  for r in range(al.num_rounds + 1):
-    key_r = jax.random.fold_in(round_keys, r)
-    labeled = jnp.asarray(labeled_np)
-
-    t0 = time.perf_counter()
-    state = trainer.init(jax.random.fold_in(key_r, _KEY_MODEL_INIT))
-    state, loss = trainer.fit(
-        state, pool_images, pool_labels, labeled,
-        epochs=train.epochs, key=jax.random.fold_in(key_r, _KEY_TRAIN),
-    )
-    jax.block_until_ready(state.params)
-    train_seconds = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    test_logits, _ = trainer.predict(state, test_images)
-    test_acc = metrics.accuracy(np.asarray(jnp.argmax(test_logits, -1)), test_labels_np)
-    eval_seconds = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    logits, feats = trainer.predict(state, pool_images)
-    pool_pred = np.asarray(jnp.argmax(logits, -1))
-    err = metrics.unlabeled_error_rate(pool_pred, pool_labels_np, labeled_np)
-    queried: list[int] = []
-    if r < al.num_rounds:
-      take = min(al.batch, al.budget - spent)
-      picked = select(
-          jax.random.fold_in(key_r, _KEY_QUERY),
-          strategies.PoolOutputs(logits=logits, features=feats, prototypes=protos),
-          labeled, budget=al.batch, beta=al.beta,
-      )
-      picked = np.asarray(picked)
-      queried = [int(i) for i in picked[picked >= 0][:take]]
-      if len(queried) != take or labeled_np[queried].any() or len(set(queried)) != take:
-        raise RuntimeError(
-            f"{tag} strategy returned an invalid selection in round {r}: {picked.tolist()}"
+    ckpt = RoundCheckpointer(os.path.join(workdir, "checkpoints"), max_to_keep=max_to_keep)
+    step = ckpt.latest_step()
+    if step is not None:
+      meta = ckpt.restore_meta(step)
+      found = {k: meta.get(k) for k in identity}
+      if found != identity:
+        raise ValueError(
+            f"{workdir} holds checkpoints of another run ({found}), not of {identity}: "
+            "use another workdir."
         )
-    query_seconds = time.perf_counter() - t0
+      saved_mask = ckpt.restore_state(step)["labeled"]
+      records, spent = meta["records"], meta["spent"]
+      for rec in records:
+        labeled_np[rec["queried"]] = True
+      if not np.array_equal(saved_mask, labeled_np):
+        raise ValueError(f"{workdir}: the checkpoint of round {step} is inconsistent.")
+      first_round = step + 1
+      if first_round > al.num_rounds:
+        log(f"{tag} already finished ({step} rounds in {workdir})")
+      else:
+        log(f"{tag} resuming after round {step} ({int(labeled_np.sum())} labeled)")
+    _write_rounds(rounds_path, records)
 
-    record = {
-        "round": r,
-        "num_labeled": int(labeled_np.sum()),
-        "test_accuracy": test_acc,
-        "unlabeled_error_rate": err,
-        "train_loss": loss,
-        "train_seconds": train_seconds,
-        "eval_seconds": eval_seconds,
-        "query_seconds": query_seconds,
-        "queried": queried,
-    }
-    records.append(record)
-    if rounds_path is not None:
-      with open(rounds_path, "a") as f:
-        f.write(json.dumps(record) + "\n")
-    log(
-        f"{tag} round {r}/{al.num_rounds}  labeled {record['num_labeled']}  "
-        f"acc {test_acc:.4f}  unlabeled err {err:.4f}  "
-        f"train {train_seconds:.1f}s  query {query_seconds:.2f}s"
-    )
-    labeled_np[queried] = True
-    spent += len(queried)
+  start_all = time.perf_counter()
+  try:
+    for r in range(first_round, al.num_rounds + 1):
+      key_r = jax.random.fold_in(round_keys, r)
+      labeled = jnp.asarray(labeled_np)
+
+      t0 = time.perf_counter()
+      state = trainer.init(jax.random.fold_in(key_r, _KEY_MODEL_INIT))
+      try:
+        state, loss = trainer.fit(
+            state, pool_images, pool_labels, labeled,
+            epochs=train.epochs, key=jax.random.fold_in(key_r, _KEY_TRAIN),
+        )
+      except NonFiniteLossError as e:
+        raise NonFiniteLossError(f"{tag} round {r}: {e}") from None
+      jax.block_until_ready(state.params)
+      train_seconds = time.perf_counter() - t0
+
+      t0 = time.perf_counter()
+      test_logits, _ = trainer.predict(state, test_images)
+      test_acc = metrics.accuracy(np.asarray(jnp.argmax(test_logits, -1)), test_labels_np)
+      eval_seconds = time.perf_counter() - t0
+
+      t0 = time.perf_counter()
+      logits, feats = trainer.predict(state, pool_images)
+      pool_pred = np.asarray(jnp.argmax(logits, -1))
+      err = metrics.unlabeled_error_rate(pool_pred, pool_labels_np, labeled_np)
+      queried: list[int] = []
+      if r < al.num_rounds:
+        take = min(al.batch, al.budget - spent)
+        picked = select(
+            jax.random.fold_in(key_r, _KEY_QUERY),
+            strategies.PoolOutputs(logits=logits, features=feats, prototypes=protos),
+            labeled, budget=al.batch, beta=al.beta,
+        )
+        picked = np.asarray(picked)
+        queried = [int(i) for i in picked[picked >= 0][:take]]
+        if len(queried) != take or labeled_np[queried].any() or len(set(queried)) != take:
+          raise RuntimeError(
+              f"{tag} strategy returned an invalid selection in round {r}: {picked.tolist()}"
+          )
+      query_seconds = time.perf_counter() - t0
+
+      record = {
+          "round": r,
+          "num_labeled": int(labeled_np.sum()),
+          "test_accuracy": test_acc,
+          "unlabeled_error_rate": err,
+          "train_loss": loss,
+          "train_seconds": train_seconds,
+          "eval_seconds": eval_seconds,
+          "query_seconds": query_seconds,
+          "queried": queried,
+      }
+      records.append(record)
+      labeled_np[queried] = True
+      spent += len(queried)
+      if ckpt is not None:
+        # The checkpoint first, then the line: a crash between the two is
+        # repaired on resume, which rewrites rounds.jsonl from the checkpoint.
+        ckpt.save(r, state, labeled_np, {**identity, "round": r, "spent": spent,
+                                          "records": records})
+        with open(rounds_path, "a") as f:
+          f.write(json.dumps(record) + "\n")
+      log(
+          f"{tag} round {r}/{al.num_rounds}  labeled {record['num_labeled']}  "
+          f"acc {test_acc:.4f}  unlabeled err {err:.4f}  "
+          f"train {train_seconds:.1f}s  query {query_seconds:.2f}s"
+      )
+  finally:
+    if ckpt is not None:
+      ckpt.close()
 
   accuracies = [rec["test_accuracy"] for rec in records]
   summary = {
       "strategy": strategy,
       "dataset": dataset.name,
       "seed": seed,
-      "aubc": metrics.aubc(accuracies, budget=spent, batch=al.batch) if spent else math.nan,
+      "aubc": metrics.aubc(accuracies, budget=spent, batch=al.batch),
       "f_acc": metrics.final_accuracy(accuracies),
       "accuracies": accuracies,
       "num_labeled": [rec["num_labeled"] for rec in records],

@@ -1,4 +1,10 @@
-"""Selection against plain-python references written from DESIGN.md section 3."""
+"""Selection against plain-python float64 references written from DESIGN.md 3.
+
+Independent of the implementation. The random problems use continuous data;
+``_assert_no_near_ties`` checks that no comparison the answer depends on is
+closer than float32 rounding could flip, so exact equality of index lists is a
+fair demand.
+"""
 
 import functools
 import math
@@ -10,183 +16,395 @@ import pytest
 
 from msal_jax import prototypes, scoring, selection
 
+TIE_TOL = 1e-5  # well above float32 rounding of a cosine (~1e-7)
+
+
+# ---------------------------------------------------------------------------
+# references
+# ---------------------------------------------------------------------------
+
 
 def _ref_top_k(scores, eligible, k):
+  """k highest eligible scores, descending, ties -> lower index, -1 padding."""
   cand = [i for i in range(len(scores)) if eligible[i]]
   cand.sort(key=lambda i: (-scores[i], i))
   out = cand[:k]
   return out + [-1] * (k - len(out))
 
 
-def _ref_msal_d(z, p, labeled, budget, beta, uncertainty=None):
-  """Step by step as DESIGN.md 3 states it, with python loops and float64."""
+def _ref_bottom_k(scores, eligible, k):
+  cand = [i for i in range(len(scores)) if eligible[i]]
+  cand.sort(key=lambda i: (scores[i], i))
+  out = cand[:k]
+  return out + [-1] * (k - len(out))
+
+
+def _ref_cosines(z, p):
+  out = np.zeros((len(z), len(p)))
+  for i, zi in enumerate(z):
+    norm = math.sqrt(sum(float(x) ** 2 for x in zi))
+    for c, pc in enumerate(p):
+      out[i, c] = 0.0 if norm == 0 else float(np.dot(zi, pc)) / norm
+  return out
+
+
+def _ref_msal_d_parts(z, p, labeled, budget, beta, uncertainty=None):
+  """Steps 1-5 of the brief, returning the answer and the intermediate values."""
   n = len(z)
-  cos = np.array([[zi @ pc / np.linalg.norm(zi) for pc in p] for zi in z])
-  u = -cos.max(1) if uncertainty is None else uncertainty
+  cos = _ref_cosines(z, p)
+  # 1. uncertainty: the given one, else -msal.
+  u = [-max(row) for row in cos] if uncertainty is None else [float(x) for x in uncertainty]
+  # 2. pre-filter: the m unlabeled samples with the highest u (ties -> lower index).
   m = min(math.ceil(beta * budget), n)
-  unl = sorted((i for i in range(n) if not labeled[i]), key=lambda i: (-u[i], i))
-  cand = unl[:m]  # all unlabeled ones if fewer remain
-  cls = {i: int(np.argmax(cos[i])) for i in cand}
-  close = {i: cos[i].max() for i in cand}
+  unlabeled = [i for i in range(n) if not labeled[i]]
+  by_u = sorted(unlabeled, key=lambda i: (-u[i], i))
+  cand = by_u[:m]
+  # 3. class and closeness of each candidate.
+  cls, close = {}, {}
+  for i in cand:
+    best = 0
+    for c in range(1, len(p)):
+      if cos[i, c] > cos[i, best]:
+        best = c
+    cls[i], close[i] = best, cos[i, best]
+  # 4. within-class rank by closeness, descending (ties -> lower index).
   rank = {}
   for c in range(len(p)):
-    members = sorted((i for i in cand if cls[i] == c), key=lambda i: (-close[i], i))
-    rank.update({i: r for r, i in enumerate(members)})
+    members = sorted([i for i in cand if cls[i] == c], key=lambda i: (-close[i], i))
+    for r, i in enumerate(members):
+      rank[i] = r
+  # 5. (rank asc, closeness desc, index asc); the first `budget`; -1 padding.
   order = sorted(cand, key=lambda i: (rank[i], -close[i], i))
-  out = order[:budget]
-  return out + [-1] * (budget - len(out))
+  out = order[:budget] + [-1] * max(0, budget - len(order))
+  return out, dict(u=u, by_u=by_u, m=m, cand=cand, cos=cos, close=close)
+
+
+def _ref_msal_d(*args, **kwargs):
+  return _ref_msal_d_parts(*args, **kwargs)[0]
+
+
+def _assert_no_near_ties(parts, check_u=True):
+  """The reference's answer must not hinge on a float32-rounding-sized gap."""
+  u, by_u, m = parts["u"], parts["by_u"], parts["m"]
+  if check_u and m < len(by_u):  # the pre-filter boundary
+    gap = u[by_u[m - 1]] - u[by_u[m]]
+    assert gap > TIE_TOL, f"test data: near-tie at the pre-filter boundary ({gap})"
+  close = sorted(parts["close"].values())
+  gaps = np.diff(close)
+  assert (gaps > TIE_TOL).all(), f"test data: near-tie in closeness ({gaps.min()})"
+  for row in parts["cos"][parts["cand"]]:
+    top2 = sorted(row)[-2:]
+    assert top2[1] - top2[0] > TIE_TOL, "test data: near-tie in the class assignment"
 
 
 def _problem(seed, n, num_classes, frac_labeled=0.2):
+  """float32 features (the reference reads the same values in float64)."""
   rng = np.random.default_rng(seed)
-  z = rng.normal(size=(n, num_classes - 1))
+  z = (rng.normal(size=(n, num_classes - 1)) * rng.uniform(0.2, 5.0, size=(n, 1)))
   labeled = rng.random(n) < frac_labeled
-  return z, labeled
+  return z.astype(np.float32), labeled
 
 
 msal_d_jit = jax.jit(selection.msal_d, static_argnames=("budget", "beta"))
 
 
-@pytest.mark.parametrize("seed, n, k", [(0, 50, 7), (1, 333, 40), (2, 500, 500), (3, 10, 10)])
-def test_top_k_masked_matches_reference(seed, n, k):
+# ---------------------------------------------------------------------------
+# top_k_masked / bottom_k_masked
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "seed, n, k, frac_eligible",
+    [(0, 50, 7, 0.6), (1, 333, 40, 0.5), (2, 500, 500, 0.7), (3, 10, 10, 0.3), (4, 97, 1, 0.9),
+     (5, 251, 200, 0.5)],
+)
+def test_top_and_bottom_k_masked_match_reference(seed, n, k, frac_eligible):
   rng = np.random.default_rng(seed)
   scores = rng.normal(size=n).astype(np.float32)
-  eligible = rng.random(n) < 0.6
-  got = selection.top_k_masked(scores, eligible, k)
-  assert got.dtype == jnp.int32
-  assert got.tolist() == _ref_top_k(scores.astype(np.float64), eligible, k)
-  got = selection.bottom_k_masked(scores, eligible, k)
-  assert got.tolist() == _ref_top_k(-scores.astype(np.float64), eligible, k)
+  eligible = rng.random(n) < frac_eligible
+  s64 = scores.astype(np.float64)
+  for fn, ref in [(selection.top_k_masked, _ref_top_k),
+                  (selection.bottom_k_masked, _ref_bottom_k)]:
+    expected = ref(s64, eligible, k)
+    got = fn(jnp.asarray(scores), jnp.asarray(eligible), k)
+    assert isinstance(got, jax.Array) and got.dtype == jnp.int32 and got.shape == (k,)
+    assert got.tolist() == expected, fn.__name__
+    assert fn(scores, eligible, k).tolist() == expected, fn.__name__  # numpy inputs
+    jitted = jax.jit(fn, static_argnums=2)
+    assert jitted(scores, eligible, k).tolist() == expected, fn.__name__
 
 
-def test_top_k_ties_go_to_lower_index_and_inf_nan_rank_as_documented():
-  scores = jnp.array([1.0, 3.0, 3.0, jnp.nan, -jnp.inf, 2.0])
-  eligible = jnp.array([True, True, True, True, True, False])
-  assert selection.top_k_masked(scores, eligible, 6).tolist() == [1, 2, 0, 3, 4, -1]
+def test_top_k_ties_and_padding_hand_case():
+  # eligible: 0, 1, 2, 4, 5 (3 and 6 are not).
+  # top-3: scores 3 (index 1), 3 (index 2), 2 (index 5): the tie goes to index 1 first.
+  # bottom-3: 1 (index 0), 1 (index 4), 2 (index 5).
+  scores = jnp.array([1.0, 3.0, 3.0, 9.0, 1.0, 2.0, -9.0])
+  eligible = jnp.array([True, True, True, False, True, True, False])
+  assert selection.top_k_masked(scores, eligible, 3).tolist() == [1, 2, 5]
+  assert selection.bottom_k_masked(scores, eligible, 3).tolist() == [0, 4, 5]
+  # k = 7 > 5 eligible: two -1 slots at the end.
+  assert selection.top_k_masked(scores, eligible, 7).tolist() == [1, 2, 5, 0, 4, -1, -1]
+  assert selection.bottom_k_masked(scores, eligible, 7).tolist() == [0, 4, 5, 1, 2, -1, -1]
+  # Nothing eligible: all -1.
+  none = jnp.zeros(7, bool)
+  assert selection.top_k_masked(scores, none, 2).tolist() == [-1, -1]
+  assert selection.bottom_k_masked(scores, none, 2).tolist() == [-1, -1]
+  # All tied: index order.
+  flat = jnp.zeros(6)
+  assert selection.top_k_masked(flat, jnp.ones(6, bool), 4).tolist() == [0, 1, 2, 3]
+  assert selection.bottom_k_masked(flat, jnp.ones(6, bool), 4).tolist() == [0, 1, 2, 3]
 
 
-@pytest.mark.parametrize(
-    "seed, n, num_classes, budget, beta",
-    # C = 2 is left to the hand case: in 1-d every max cosine is exactly 1, a
-    # full tie that float32 rounding of the norm would break arbitrarily.
-    [(0, 60, 3, 6, 2.0), (1, 200, 3, 9, 5.0), (2, 500, 10, 50, 5.0), (3, 301, 10, 23, 1.5),
-     (4, 120, 10, 7, 1.0), (5, 400, 4, 40, 10.0)],
-)
-def test_msal_d_matches_reference(seed, n, num_classes, budget, beta):
-  z, labeled = _problem(seed, n, num_classes)
-  p = prototypes.simplex(num_classes)
-  expected = _ref_msal_d(z, np.asarray(p, np.float64), labeled, budget, beta)
-  got = msal_d_jit(jnp.asarray(z, jnp.float32), p, jnp.asarray(labeled), budget=budget, beta=beta)
-  assert got.tolist() == expected
-  eager = selection.msal_d(z.astype(np.float32), p, labeled, budget=budget, beta=beta)
-  assert eager.tolist() == expected
+def test_top_k_eligible_infinite_scores_are_still_eligible():
+  # An eligible sample with score -inf is among the eligible ones and must be
+  # returned before any -1 slot (and +inf likewise for bottom_k).
+  scores = jnp.array([-jnp.inf, 1.0, -jnp.inf, 0.5])
+  eligible = jnp.array([True, False, True, True])
+  assert selection.top_k_masked(scores, eligible, 4).tolist() == [3, 0, 2, -1]
+  scores = jnp.array([jnp.inf, 1.0, jnp.inf, 0.5])
+  assert selection.bottom_k_masked(scores, eligible, 4).tolist() == [3, 0, 2, -1]
 
 
-@pytest.mark.parametrize("score", ["entropy", "margin", "least_conf"])
-def test_msal_d_with_another_uncertainty(score):
-  z, labeled = _problem(7, 300, 10)
-  p = prototypes.simplex(10)
-  logits = 3.0 * z.astype(np.float32) @ np.asarray(p).T
-  u = scoring.UNCERTAINTY[score](logits)
-  expected = _ref_msal_d(z, np.asarray(p, np.float64), labeled, 20, 3.0, np.asarray(u, np.float64))
-  got = msal_d_jit(z.astype(np.float32), p, labeled, budget=20, beta=3.0, uncertainty=u)
-  assert got.tolist() == expected
-  assert got.tolist() != msal_d_jit(z.astype(np.float32), p, labeled, budget=20, beta=3.0).tolist()
-
-
-def test_msal_d_equal_quota_when_every_class_has_enough():
-  z, labeled = _problem(11, 2000, 5, frac_labeled=0.0)
-  p = np.asarray(prototypes.simplex(5), np.float64)
-  budget, beta = 25, 8.0
-  got = msal_d_jit(z.astype(np.float32), p.astype(np.float32), labeled, budget=budget, beta=beta)
-  # Independently: candidates = the 200 lowest max-cosines; per class the 5 closest.
-  cos = z @ p.T / np.linalg.norm(z, axis=1, keepdims=True)
-  cand = np.argsort(cos.max(1), kind="stable")[:200]
-  cls = cos[cand].argmax(1)
-  assert all((cls == c).sum() >= 5 for c in range(5))
-  expected = set()
-  for c in range(5):
-    members = cand[cls == c]
-    expected |= set(members[np.argsort(-cos[members].max(1))[:5]].tolist())
-  assert set(got.tolist()) == expected
-  picked_cls = cos[got].argmax(1)
-  np.testing.assert_array_equal(np.bincount(picked_cls, minlength=5), np.full(5, 5))
-
-
-def test_msal_d_fills_short_classes_and_stays_distinct():
-  # All candidates sit near prototype 0 except one: the quota of 2 per class
-  # cannot be met, so the others fill it.
-  p = np.asarray(prototypes.simplex(3), np.float64)
-  rng = np.random.default_rng(0)
-  z = p[0] + 0.3 * rng.normal(size=(30, 2))
-  z[5] = p[1] * 2
-  labeled = np.zeros(30, bool)
-  got = selection.msal_d(z.astype(np.float32), p.astype(np.float32), labeled, budget=6, beta=5)
-  assert len(set(got.tolist())) == 6 and min(got.tolist()) >= 0
-  assert got.tolist() == _ref_msal_d(z, p, labeled, 6, 5)
-
-
-def test_msal_d_hand_case():
-  # C = 2, P = [[1], [-1]], K = 1: cos = sign(z), so every non-zero sample has
-  # max cosine 1 and uncertainty ties at -1 (broken by the lower index).
-  # With beta = 2, budget = 2: candidates = the 4 lowest indices among the
-  # unlabeled {1, 2, 3, 4, 5} -> {1, 2, 3, 4}. Classes: z > 0 -> 0, z < 0 -> 1.
-  # z[1] = -1 (class 1), z[2] = 2 (class 0), z[3] = 3 (class 0), z[4] = -4 (class 1).
-  # Rank 0 of class 0 is 2 (closeness ties -> lower index), of class 1 is 1.
-  # Round robin, rank 0 first, ties by index: [1, 2].
-  z = jnp.array([[5.0], [-1.0], [2.0], [3.0], [-4.0], [6.0]])
-  labeled = jnp.array([True, False, False, False, False, False])
-  got = selection.msal_d(z, prototypes.simplex(2), labeled, budget=2, beta=2)
-  assert got.tolist() == [1, 2]
-
-
-def test_msal_d_never_picks_labeled_and_pads_when_pool_runs_out():
-  z, _ = _problem(3, 40, 4)
-  labeled = np.ones(40, bool)
-  labeled[[3, 17, 29]] = False
-  got = selection.msal_d(z.astype(np.float32), prototypes.simplex(4), labeled, budget=5, beta=2)
-  assert sorted(got.tolist()[:3]) == [3, 17, 29] and got.tolist()[3:] == [-1, -1]
+# ---------------------------------------------------------------------------
+# msal_d against the reference
+# ---------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    "kwargs, match",
+    "seed, n, num_classes, budget, beta, frac_labeled",
     [
-        ({"budget": 5, "beta": 0.5}, "beta must be a number >= 1"),
-        ({"budget": 0, "beta": 2.0}, "k must be a Python int"),
-        ({"budget": 41, "beta": 2.0}, "k must be a Python int"),
+        (0, 60, 3, 6, 2.0, 0.2),
+        (1, 200, 3, 9, 5.0, 0.3),
+        (2, 500, 10, 50, 5.0, 0.1),
+        (3, 301, 10, 23, 1.5, 0.2),  # m = ceil(34.5) = 35
+        (4, 120, 10, 7, 1.0, 0.0),  # m = budget: every candidate is returned
+        (5, 400, 4, 40, 10.0, 0.05),  # beta * budget = 400 = N: no pre-filtering
+        (6, 97, 3, 10, 20.0, 0.5),  # beta * budget = 200 > N: clipped to N
+        (7, 333, 10, 9, 2.5, 0.4),  # C does not divide the budget
+        (8, 250, 3, 30, 1.25, 0.0),  # m = ceil(37.5) = 38
     ],
 )
-def test_msal_d_bad_arguments(kwargs, match):
-  z, labeled = _problem(0, 40, 4)
-  with pytest.raises(ValueError, match=match):
-    selection.msal_d(z, prototypes.simplex(4), labeled, **kwargs)
+def test_msal_d_matches_reference(seed, n, num_classes, budget, beta, frac_labeled):
+  z, labeled = _problem(seed, n, num_classes, frac_labeled)
+  p = prototypes.simplex(num_classes)
+  expected, parts = _ref_msal_d_parts(z.astype(np.float64), np.asarray(p, np.float64), labeled,
+                                      budget, beta)
+  _assert_no_near_ties(parts)
+  got = msal_d_jit(jnp.asarray(z), p, jnp.asarray(labeled), budget=budget, beta=beta)
+  assert isinstance(got, jax.Array) and got.dtype == jnp.int32 and got.shape == (budget,)
+  assert got.tolist() == expected
+  eager = selection.msal_d(z, np.asarray(p), labeled, budget=budget, beta=beta)
+  assert eager.tolist() == expected
+  explicit = selection.msal_d(z, p, labeled, budget=budget, beta=beta, uncertainty=None)
+  assert explicit.tolist() == expected
 
 
-def test_mask_shape_and_dtype_errors():
-  with pytest.raises(ValueError, match="mask must have the pool's shape"):
-    selection.top_k_masked(jnp.zeros(5), jnp.zeros(4, bool), 2)
-  with pytest.raises(ValueError, match="mask must be boolean"):
-    selection.top_k_masked(jnp.zeros(5), jnp.zeros(5, jnp.int32), 2)
-  with pytest.raises(ValueError, match="width 3 but prototypes have width 9"):
-    selection.msal_d(jnp.zeros((5, 3)), prototypes.simplex(10), jnp.zeros(5, bool),
-                     budget=2, beta=1)
+def test_msal_d_zero_feature_vector():
+  # A zero z has msal 0 (guarded): u = 0 beats every non-zero sample of the
+  # C = 3 simplex (whose max cosine is >= 1/2), so it is a candidate; its
+  # cosines are all 0, class 0 by the tie rule, closeness 0.
+  z, labeled = _problem(9, 80, 3, 0.25)
+  z[11] = 0.0
+  labeled[11] = False
+  p = prototypes.simplex(3)
+  expected, parts = _ref_msal_d_parts(z.astype(np.float64), np.asarray(p, np.float64), labeled,
+                                      6, 3.0)
+  assert 11 in parts["cand"]
+  got = selection.msal_d(z, p, labeled, budget=6, beta=3.0)
+  assert got.tolist() == expected
 
 
-def test_num_candidates_clips_to_pool():
-  assert selection.num_candidates(250, 5, 59_500) == 1250
-  assert selection.num_candidates(250, 5, 1000) == 1000
-  assert selection.num_candidates(3, 1.5, 100) == 5
+@pytest.mark.parametrize("score", ["entropy", "margin", "least_confidence"])
+def test_msal_d_with_another_uncertainty(score):
+  z, labeled = _problem(7, 300, 10, 0.2)
+  p = prototypes.simplex(10)
+  logits = 3.0 * z @ np.asarray(p).T
+  u = getattr(scoring, score)(jnp.asarray(logits))
+  expected, parts = _ref_msal_d_parts(z.astype(np.float64), np.asarray(p, np.float64), labeled,
+                                      20, 3.0, np.asarray(u, np.float64))
+  _assert_no_near_ties(parts)
+  got = msal_d_jit(z, p, labeled, budget=20, beta=3.0, uncertainty=u)
+  assert got.tolist() == expected
+  eager = selection.msal_d(z, p, labeled, budget=20, beta=3.0, uncertainty=u)
+  assert eager.tolist() == expected
+  # The pre-filter really changed: the MSAL-based answer is another one.
+  assert got.tolist() != _ref_msal_d(z.astype(np.float64), np.asarray(p, np.float64), labeled,
+                                     20, 3.0)
 
 
-def test_compiles_once_for_new_masks():
-  traces = []
+def test_msal_d_entropy_prefilter_against_numpy_entropy():
+  # The same, with u computed by a float64 numpy entropy (the reference) rather
+  # than by scoring.entropy: the candidate set must be the numpy one.
+  z, labeled = _problem(21, 240, 3, 0.3)
+  p = prototypes.simplex(3)
+  logits = (2.0 * z @ np.asarray(p).T).astype(np.float32)
+  lg = logits.astype(np.float64)
+  prob = np.exp(lg - lg.max(1, keepdims=True))
+  prob /= prob.sum(1, keepdims=True)
+  ent = -(prob * np.log(prob)).sum(1)
+  expected, parts = _ref_msal_d_parts(z.astype(np.float64), np.asarray(p, np.float64), labeled,
+                                      12, 4.0, ent)
+  _assert_no_near_ties(parts)
+  got = selection.msal_d(z, p, labeled, budget=12, beta=4.0,
+                         uncertainty=scoring.entropy(jnp.asarray(logits)))
+  assert got.tolist() == expected
 
-  @functools.partial(jax.jit, static_argnames=("budget", "beta"))
-  def f(z, p, labeled, *, budget, beta):
-    traces.append(1)
-    return selection.msal_d(z, p, labeled, budget=budget, beta=beta)
 
-  z, _ = _problem(0, 100, 3)
+# ---------------------------------------------------------------------------
+# msal_d: hand-derived cases
+# ---------------------------------------------------------------------------
+
+
+def test_msal_d_hand_case_c2_scalar_features():
+  # C = 2, K = 1, P = [[1], [-1]]: cos(z, p_0) = sign(z), so every non-zero
+  # sample has closeness exactly 1 and the class is 0 for z > 0, 1 for z < 0.
+  # Integer features keep |z| exact in float32.
+  z = jnp.array([[5.0], [-1.0], [2.0], [3.0], [-4.0], [6.0], [-2.0]])
+  labeled = jnp.array([True, False, False, False, False, False, True])
+  p = prototypes.simplex(2)
+  # (a) No uncertainty given: u = -1 for all, ties -> lower index. budget 2,
+  #     beta 2 -> m = 4: candidates = the 4 lowest unlabeled indices {1, 2, 3, 4}.
+  #     class 0: 2, 3 (closeness tie -> rank 0 is 2); class 1: 1, 4 (rank 0 is 1).
+  #     Rank 0 = {1, 2}, equal closeness -> index order: [1, 2].
+  assert selection.msal_d(z, p, labeled, budget=2, beta=2).tolist() == [1, 2]
+  # (b) budget 3, beta 1 -> m = 3: candidates {1, 2, 3}; class 0 = [2 (r0), 3 (r1)],
+  #     class 1 = [1 (r0)] -> [1, 2, 3].
+  assert selection.msal_d(z, p, labeled, budget=3, beta=1).tolist() == [1, 2, 3]
+  # (c) Given uncertainty: unlabeled u = {1: .1, 2: .5, 3: .9, 4: .7, 5: .8}.
+  #     budget 2, beta 1.5 -> m = 3: candidates {3, 5, 4} (highest u).
+  #     class 0: 3, 5 (ranks 0, 1 by index); class 1: 4 (rank 0).
+  #     Rank 0 = {3, 4}: closeness tie -> [3, 4].
+  u = jnp.array([99.0, 0.1, 0.5, 0.9, 0.7, 0.8, 99.0])  # labeled ones must be ignored
+  assert selection.msal_d(z, p, labeled, budget=2, beta=1.5, uncertainty=u).tolist() == [3, 4]
+  #     budget 3, beta 1 -> the same 3 candidates, order [3, 4, 5].
+  assert selection.msal_d(z, p, labeled, budget=3, beta=1, uncertainty=u).tolist() == [3, 4, 5]
+
+
+def _polar(degrees, radius):
+  t = math.radians(degrees)
+  return [radius * math.cos(t), radius * math.sin(t)]
+
+
+def test_msal_d_hand_case_c3():
+  # C = 3 simplex: prototypes at angles 0, 120 and 240 degrees (P = V_2^T).
+  # Each feature at angle a has closeness cos(distance to the nearest prototype):
+  #   idx  angle  class  distance  closeness
+  #    0     5      0        5      .9962
+  #    1    58      0       58      .5299
+  #    2   130      1       10      .9848
+  #    3   175      1       55      .5736
+  #    4   160      1       40      .7660
+  #    5   252      2       12      .9781
+  #    6   292      2       52      .6157
+  #    7   330      0       30      .8660   (labeled)
+  #    8    85      1       35      .8192
+  # u = -closeness; unlabeled by u descending: 1, 3, 6, 4, 8, 5, 2, 0.
+  # budget 2, beta 2.5 -> m = ceil(5) = 5: candidates {1, 3, 6, 4, 8}.
+  #   class 0: [1]; class 1 by closeness: [8, 4, 3]; class 2: [6].
+  #   rank 0 = {1 (.53), 8 (.82), 6 (.62)} -> by closeness 8, 6, 1; rank 1: 4; rank 2: 3.
+  #   Full order [8, 6, 1, 4, 3].
+  angles = [5, 58, 130, 175, 160, 252, 292, 330, 85]
+  radii = [1.0, 2.0, 0.5, 3.0, 1.5, 0.7, 4.0, 1.0, 2.5]  # the scale must not matter
+  z = jnp.array([_polar(a, r) for a, r in zip(angles, radii, strict=True)])
+  labeled = jnp.zeros(9, bool).at[7].set(True)
+  p = prototypes.simplex(3)
+  assert selection.msal_d(z, p, labeled, budget=2, beta=2.5).tolist() == [8, 6]
+  # beta 2.25 -> m = ceil(4.5) = 5, the same candidates (floor/round would give 4
+  # candidates {1, 3, 6, 4} and the answer [4, 6]).
+  assert selection.msal_d(z, p, labeled, budget=2, beta=2.25).tolist() == [8, 6]
+  # Short classes 0 and 2 are filled from class 1: budget 4, beta 1.25 -> m = 5.
+  assert selection.msal_d(z, p, labeled, budget=4, beta=1.25).tolist() == [8, 6, 1, 4]
+  assert selection.msal_d(z, p, labeled, budget=5, beta=1).tolist() == [8, 6, 1, 4, 3]
+  # beta 100: all 8 unlabeled are candidates. class 0: [0 (.996), 1]; class 1:
+  # [2 (.985), 8, 4, 3]; class 2: [5 (.978), 6]. rank 0 = 0, 2, 5; rank 1 = 8 (.82),
+  # 6 (.62), 1 (.53); rank 2 = 4; rank 3 = 3.
+  assert selection.msal_d(z, p, labeled, budget=8, beta=100).tolist() == [0, 2, 5, 8, 6, 1, 4, 3]
+  # Fewer unlabeled (8) than the budget (9): one -1 slot.
+  assert selection.msal_d(z, p, labeled, budget=9, beta=1).tolist() == [0, 2, 5, 8, 6, 1, 4, 3,
+                                                                          -1]
+
+
+# ---------------------------------------------------------------------------
+# msal_d: properties
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "seed, num_classes, budget, beta",
+    [(11, 5, 25, 8.0), (12, 3, 30, 6.0), (13, 10, 20, 10.0), (14, 4, 8, 5.0)],
+)
+def test_msal_d_equal_quota_when_every_class_has_enough(seed, num_classes, budget, beta):
+  z, labeled = _problem(seed, 1500, num_classes, 0.1)
+  p64 = np.asarray(prototypes.simplex(num_classes), np.float64)
+  quota = budget // num_classes
+  # Independently of the reference: candidates = the m unlabeled samples with the
+  # lowest max-cosine; per class, the `quota` closest of them.
+  cos = z.astype(np.float64) @ p64.T / np.linalg.norm(z.astype(np.float64), axis=1)[:, None]
+  s = cos.max(1)
+  unl = np.flatnonzero(~labeled)
+  m = math.ceil(beta * budget)
+  cand = unl[np.argsort(s[unl], kind="stable")[:m]]
+  cls = cos[cand].argmax(1)
+  counts = np.bincount(cls, minlength=num_classes)
+  assert (counts >= quota).all(), f"precondition: every class needs {quota}, got {counts}"
+  expected = set()
+  for c in range(num_classes):
+    members = cand[cls == c]
+    expected |= set(members[np.argsort(-s[members], kind="stable")[:quota]].tolist())
+  got = msal_d_jit(z, prototypes.simplex(num_classes), labeled, budget=budget, beta=beta)
+  assert set(got.tolist()) == expected
+  assert len(set(got.tolist())) == budget
+  cls_of = cos[np.asarray(got)].argmax(1)
+  np.testing.assert_array_equal(np.bincount(cls_of, minlength=num_classes),
+                                np.full(num_classes, quota))
+  # Round robin: the first C picks are one per class.
+  assert sorted(cls_of[:num_classes].tolist()) == list(range(num_classes))
+
+
+def test_msal_d_fills_short_classes():
+  # Every sample sits near prototype 0 but one near prototype 1 and none near 2:
+  # the quota of 2 per class cannot be met, the others fill it, 6 distinct.
+  p = np.asarray(prototypes.simplex(3), np.float64)
+  rng = np.random.default_rng(0)
+  z = (p[0] + 0.3 * rng.normal(size=(30, 2))).astype(np.float32)
+  z[5] = p[1] * 2
+  labeled = np.zeros(30, bool)
+  expected, parts = _ref_msal_d_parts(z.astype(np.float64), p, labeled, 6, 5)
+  _assert_no_near_ties(parts, check_u=False)
+  got = selection.msal_d(z, p.astype(np.float32), labeled, budget=6, beta=5)
+  assert got.tolist() == expected
+  assert len(set(got.tolist())) == 6 and min(got.tolist()) >= 0
+  assert 5 in got.tolist()[:2]  # the lone class-1 sample is a rank-0 pick
+
+
+@pytest.mark.parametrize("frac_labeled", [0.0, 0.5, 0.9, 0.97])
+def test_msal_d_distinct_unlabeled_and_padding(frac_labeled):
   for seed in range(3):
-    f(z, prototypes.simplex(3), np.random.default_rng(seed).random(100) < 0.5, budget=5, beta=2)
-  assert len(traces) == 1
+    z, labeled = _problem(100 + seed, 157, 3, frac_labeled)
+    num_unlabeled = int((~labeled).sum())
+    for budget, beta in [(5, 1.0), (12, 2.0), (20, 3.5)]:
+      got = np.asarray(msal_d_jit(z, prototypes.simplex(3), labeled, budget=budget, beta=beta))
+      assert got.shape == (budget,) and got.dtype == np.int32
+      picked = got[got >= 0]
+      assert len(picked) == min(budget, num_unlabeled)
+      assert (got[len(picked):] == -1).all()  # padding only at the end
+      assert len(set(picked.tolist())) == len(picked)
+      assert not labeled[picked].any()  # never a labeled sample
+      if num_unlabeled <= budget:
+        assert set(picked.tolist()) == set(np.flatnonzero(~labeled).tolist())
+
+
+def test_msal_d_jit_with_partial_equals_eager():
+  z, labeled = _problem(31, 211, 10, 0.3)
+  p = prototypes.simplex(10)
+  f = jax.jit(functools.partial(selection.msal_d, budget=17, beta=2.5))
+  eager = selection.msal_d(z, p, labeled, budget=17, beta=2.5)
+  assert f(z, p, labeled).tolist() == eager.tolist()
+  u = scoring.least_confidence(jnp.asarray(z @ np.asarray(p).T))
+  g = jax.jit(selection.msal_d, static_argnames=("budget", "beta"))
+  assert (g(z, p, labeled, budget=17, beta=2.5, uncertainty=u).tolist()
+          == selection.msal_d(z, p, labeled, budget=17, beta=2.5, uncertainty=u).tolist())
+  # A new mask re-uses the compiled function and still agrees with the reference.
+  labeled2 = np.random.default_rng(1).random(211) < 0.6
+  expected = _ref_msal_d(z.astype(np.float64), np.asarray(p, np.float64), labeled2, 17, 2.5)
+  assert f(z, p, labeled2).tolist() == expected

@@ -1,0 +1,78 @@
+"""One checkpoint per finished round, with orbax-checkpoint.
+
+Each step ``r`` holds, for the model trained in round ``r``:
+
+* ``state``: params, batch statistics, optimizer state, optimizer step count,
+  and the ``labeled`` mask *after* round ``r``'s query (what round ``r + 1``
+  trains on);
+* ``meta`` (JSON): the round, the labels spent, the per-round records so far
+  (accuracies, queried indices, ...), and the seed and strategy from which
+  every PRNG key of the run is derived (``fold_in`` by purpose and round), so
+  a resumed run replays exactly.
+
+orbax writes each step to a temporary folder and renames it when complete, so
+a crash mid-save leaves the previous step as the latest usable one; old steps
+are pruned to ``max_to_keep``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+
+class RoundCheckpointer:
+  """Saves and restores round checkpoints under ``directory``.
+
+  Args:
+    directory: folder of the checkpoints (created).
+    max_to_keep: newest steps kept; ``None`` keeps all.
+  """
+
+  def __init__(self, directory: str, *, max_to_keep: int | None = 2):
+    if max_to_keep is not None and max_to_keep < 1:
+      raise ValueError(f"checkpoint.max_to_keep must be >= 1 or None, got {max_to_keep!r}.")
+    self.directory = os.path.abspath(directory)
+    self._manager = ocp.CheckpointManager(
+        self.directory,
+        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
+    )
+
+  def latest_step(self) -> int | None:
+    """The newest complete step, or ``None``."""
+    return self._manager.latest_step()
+
+  def save(self, step: int, state: Any, labeled: np.ndarray, meta: dict[str, Any]) -> None:
+    """Starts writing step ``step`` (asynchronously; the next save or :meth:`close` waits)."""
+    tree = {
+        "params": state.params,
+        "batch_stats": state.batch_stats,
+        "opt_state": state.opt_state,
+        "step": state.step,
+        "labeled": np.asarray(labeled, bool),
+    }
+    self._manager.save(
+        step,
+        args=ocp.args.Composite(state=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(meta)),
+    )
+
+  def restore_meta(self, step: int) -> dict[str, Any]:
+    return self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))[
+        "meta"
+    ]
+
+  def restore_state(self, step: int) -> dict[str, Any]:
+    """The saved arrays as a nested dict of numpy arrays (optimizer state as lists)."""
+    out = self._manager.restore(
+        step, args=ocp.args.Composite(state=ocp.args.StandardRestore())
+    )["state"]
+    return jax.tree.map(np.asarray, out)
+
+  def close(self) -> None:
+    """Waits for pending writes and releases the manager."""
+    self._manager.wait_until_finished()
+    self._manager.close()

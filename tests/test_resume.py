@@ -1,0 +1,154 @@
+"""Crash and resume: SIGKILL a real run at several points, resume, compare."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from experiments import experiment
+from msal_jax.checkpoint import RoundCheckpointer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ARGS = [
+    "--config=configs/mnist5k.py", "--config.strategies=msal_d", "--config.seeds=0",
+    "--config.al.initial=20", "--config.al.batch=10", "--config.al.budget=40",
+    "--config.train.epochs=2", "--config.train.batch_size=16",
+    "--config.train.eval_batch_size=500",
+    "--config.model.trunk.widths=(4, 8)", "--config.model.trunk.hidden=16",
+    "--config.checkpoint.max_to_keep=3",
+]
+TIMING = ("train_seconds", "eval_seconds", "query_seconds")
+
+
+def _cmd(workdir, *extra):
+  return [sys.executable, "-m", "experiments.run", f"--workdir={workdir}", *ARGS, *extra]
+
+
+def _env():
+  return dict(os.environ, JAX_PLATFORMS="cpu")
+
+
+def _run(workdir, *extra):
+  return subprocess.run(_cmd(workdir, *extra), cwd=ROOT, env=_env(), capture_output=True,
+                        text=True, timeout=600)
+
+
+def _rounds(workdir):
+  with open(os.path.join(workdir, "rounds.jsonl")) as f:
+    recs = [json.loads(line) for line in f]
+  return [{k: v for k, v in r.items() if k not in TIMING} for r in recs]
+
+
+def _final_state(workdir):
+  ckpt = RoundCheckpointer(os.path.join(workdir, "checkpoints"), max_to_keep=3)
+  step = ckpt.latest_step()
+  state = ckpt.restore_state(step)
+  ckpt.close()
+  return step, state
+
+
+def _kill_when(workdir, ready):
+  """Starts a run and SIGKILLs it as soon as ``ready(workdir)`` is true."""
+  proc = subprocess.Popen(_cmd(workdir), cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+  deadline = time.time() + 300
+  while not ready(workdir):
+    assert proc.poll() is None, "the run finished before the kill point"
+    assert time.time() < deadline
+    time.sleep(0.005)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+
+
+def _lines(workdir):
+  try:
+    with open(os.path.join(workdir, "rounds.jsonl")) as f:
+      return sum(1 for _ in f)
+  except FileNotFoundError:
+    return 0
+
+
+def _saving(workdir):
+  d = os.path.join(workdir, "checkpoints")
+  return os.path.isdir(d) and any("tmp" in name for name in os.listdir(d))
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("uninterrupted")
+  proc = _run(workdir)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return _rounds(workdir), _final_state(workdir)
+
+
+@pytest.mark.parametrize(
+    "point",
+    [
+        pytest.param(lambda w: _lines(w) >= 2, id="mid-training"),
+        pytest.param(_saving, id="mid-save"),
+    ],
+)
+def test_killed_then_resumed_equals_uninterrupted(tmp_path, reference, point):
+  ref_rounds, (ref_step, ref_state) = reference
+  _kill_when(tmp_path, point)
+  assert not (tmp_path / "summary.json").exists()
+  proc = _run(tmp_path)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "(resuming)" in proc.stdout
+  assert _rounds(tmp_path) == ref_rounds
+  step, state = _final_state(tmp_path)
+  assert step == ref_step == 4
+  for a, b in zip(_leaves(state), _leaves(ref_state), strict=True):
+    np.testing.assert_array_equal(a, b)
+
+
+def _leaves(tree):
+  import jax
+
+  return jax.tree.leaves(tree)
+
+
+def test_finished_run_is_skipped_and_checkpoints_pruned(tmp_path, reference):
+  assert _run(tmp_path).returncode == 0
+  again = _run(tmp_path)
+  assert again.returncode == 0
+  assert "already finished" in again.stdout
+  assert "round 1/4" not in again.stdout
+  assert _rounds(tmp_path) == reference[0]
+  steps = sorted(int(n) for n in os.listdir(tmp_path / "checkpoints") if n.isdigit())
+  assert steps == [2, 3, 4]  # max_to_keep = 3
+
+
+def test_checkpoint_holds_the_round_state(tmp_path, reference):
+  ref_rounds, (step, state) = reference
+  assert set(state) == {"params", "batch_stats", "opt_state", "step", "labeled"}
+  # After the last round: the initial 20 plus the 40 queried.
+  assert state["labeled"].sum() == 60
+  queried = [i for r in ref_rounds for i in r["queried"]]
+  assert state["labeled"][queried].all()
+
+
+def test_other_config_in_same_workdir_is_refused(tmp_path):
+  import ml_collections
+
+  config = ml_collections.ConfigDict({"al": {"budget": 40, "batch": 10}, "seeds": (0,)})
+  assert experiment.prepare_workdir(config, str(tmp_path)) is False
+  assert experiment.prepare_workdir(config, str(tmp_path)) is True
+  other = ml_collections.ConfigDict({"al": {"budget": 60, "batch": 10}, "seeds": (0,)})
+  with pytest.raises(ValueError, match=r"differing fields: al.budget: 40 -> 60"):
+    experiment.prepare_workdir(other, str(tmp_path))
+  assert experiment.prepare_workdir(other, str(tmp_path), allow_config_change=True) is True
+
+
+def test_unwritable_workdir(tmp_path):
+  import ml_collections
+
+  blocker = tmp_path / "file"
+  blocker.write_text("x")
+  with pytest.raises(ValueError, match="is not writable"):
+    experiment.prepare_workdir(ml_collections.ConfigDict({"a": 1}), str(blocker / "sub"))
