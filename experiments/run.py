@@ -53,8 +53,8 @@ def main(argv: list[str]) -> None:
     )
     print(f"workdir: {os.path.abspath(workdir)}{' (resuming)' if resuming else ''}", flush=True)
     experiment.run(exp, workdir, log=lambda s: print(s, flush=True))
-  except (ValueError, FileNotFoundError) as e:
-    # Bad input: one clear line, no traceback.
+  except (ValueError, FileNotFoundError, FloatingPointError) as e:
+    # Bad input or a diverged run: one clear line, no traceback.
     sys.exit(f"error: {e}")
   print(f"results: {os.path.join(os.path.abspath(workdir), 'results.md')}", flush=True)
 

@@ -157,23 +157,28 @@ class Trainer:
     weight = np.zeros(padded, np.float32)
     weight[:num_labeled] = 1.0
     weight = weight.reshape(steps, self.batch_size)
-    loss = jnp.nan
+    loss = float("nan")
     step = 0
     for epoch in range(epochs):
       ekey = jax.random.fold_in(key, epoch)
       order = np.asarray(self._shuffle(ekey, labeled))[:num_labeled]
       order = np.resize(order, padded).reshape(steps, self.batch_size)
+      losses = []
       for i in range(steps):
-        state, loss = self._train_step(
+        state, step_loss = self._train_step(
             state, images, labels, order[i], weight[i], jax.random.fold_in(ekey, 1 + i)
         )
-        step += 1
-      loss = float(loss)
-      if not math.isfinite(loss):
+        losses.append(step_loss)
+      # One host sync per epoch; on a fault, name the first bad step.
+      losses = np.array(jax.device_get(losses), np.float32)
+      bad = np.flatnonzero(~np.isfinite(losses))
+      if bad.size:
         raise NonFiniteLossError(
-            f"non-finite training loss {loss} at epoch {epoch}, step {step} "
-            f"({num_labeled} labeled samples)."
+            f"non-finite training loss {losses[bad[0]]} at epoch {epoch}, step "
+            f"{step + int(bad[0])} ({num_labeled} labeled samples)."
         )
+      step += steps
+      loss = float(losses[-1])
       if log_every and (epoch + 1) % log_every == 0:
         log(f"  epoch {epoch + 1}/{epochs}  loss {loss:.4f}")
     return state, float(loss)

@@ -152,3 +152,26 @@ def test_unwritable_workdir(tmp_path):
   blocker.write_text("x")
   with pytest.raises(ValueError, match="is not writable"):
     experiment.prepare_workdir(ml_collections.ConfigDict({"a": 1}), str(blocker / "sub"))
+
+
+def test_non_finite_loss_stops_with_round_and_step_and_keeps_last_checkpoint(tmp_path):
+  from msal_jax import data, loop
+
+  full = data.load("mnist5k")
+  ds = data.Dataset("tiny", full.pool_images[:200], full.pool_labels[:200], full.test_images[:50],
+                    full.test_labels[:50], 10, full.class_names, full.mean, full.std)
+  kwargs = dict(
+      strategy="msal", seed=0, workdir=str(tmp_path), log=lambda s: None,
+      al=loop.ActiveLearningConfig(initial=20, batch=10, budget=30),
+      model=loop.ModelConfig(trunk_kwargs={"widths": (4,), "hidden": 8}),
+  )
+  loop.run(ds, train=loop.TrainConfig(epochs=1, batch_size=16), **{**kwargs, "al": loop
+           .ActiveLearningConfig(initial=20, batch=10, budget=30, rounds=1)})
+  lines_before = (tmp_path / "rounds.jsonl").read_text()
+  # The same run continued with a learning rate that diverges in round 2.
+  with pytest.raises(FloatingPointError, match=r"round 2: non-finite training loss .* step \d+"):
+    loop.run(ds, train=loop.TrainConfig(epochs=3, batch_size=16, learning_rate=1e30), **kwargs)
+  assert (tmp_path / "rounds.jsonl").read_text() == lines_before
+  ckpt = RoundCheckpointer(str(tmp_path / "checkpoints"))
+  assert ckpt.latest_step() == 1
+  ckpt.close()
