@@ -28,6 +28,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.al.budget = 500
   config.al.rounds = ml_collections.config_dict.placeholder(int)  # None: ceil(budget / batch)
   config.al.beta = 5.0
+  config.al.mc_passes = 10  # T, passes of the MC-dropout strategies
 
   config.train = ml_collections.ConfigDict()
   config.train.epochs = 30  # few labels: enough steps for both heads to converge

@@ -93,7 +93,7 @@ class Experiment:
         seeds=_as_seeds(config.seeds),
         al=loop.ActiveLearningConfig(
             initial=config.al.initial, batch=config.al.batch, budget=config.al.budget,
-            rounds=rounds, beta=config.al.beta,
+            rounds=rounds, beta=config.al.beta, mc_passes=config.al.get("mc_passes", 10),
         ),
         train=loop.TrainConfig(
             epochs=config.train.epochs, batch_size=config.train.batch_size,

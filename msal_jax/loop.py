@@ -47,6 +47,7 @@ class ActiveLearningConfig:
     rounds: query rounds to run; ``None`` = ``ceil(budget / batch)``. Fewer
       rounds stop early, and AUBC is computed over the labels spent.
     beta: MSAL-D's pre-filter factor (``beta * b`` candidates), ``>= 1``.
+    mc_passes: ``T``, stochastic forward passes of the MC-dropout strategies.
   """
 
   initial: int
@@ -54,6 +55,7 @@ class ActiveLearningConfig:
   budget: int
   rounds: int | None = None
   beta: float = 5.0
+  mc_passes: int = 10
 
   def __post_init__(self):
     _check_int("al.initial", self.initial, 1)
@@ -71,6 +73,7 @@ class ActiveLearningConfig:
         self.beta >= 1
     ):
       raise ValueError(f"al.beta must be a number >= 1, got {self.beta!r}.")
+    _check_int("al.mc_passes", self.mc_passes, 1)
 
   @property
   def num_rounds(self) -> int:
@@ -199,6 +202,11 @@ def run(
   if num_classes < 2:
     raise ValueError(f"dataset {dataset.name!r} has {num_classes} classes; at least 2 are needed.")
 
+  if strat.needs_mc and model.dropout_rate <= 0:
+    raise ValueError(
+        f"strategy {strategy!r} samples MC-dropout passes: set model.dropout_rate > 0 "
+        f"(got {model.dropout_rate})."
+    )
   net = model.build(num_classes, strat.head)
   protos = prototypes.simplex(num_classes) if strat.head == "max_sep" else None
   trainer = Trainer(
@@ -289,9 +297,17 @@ def run(
       queried: list[int] = []
       if r < al.num_rounds:
         take = min(al.batch, al.budget - spent)
+        key_q = jax.random.fold_in(key_r, _KEY_QUERY)
+        mc_logits = None
+        if strat.needs_mc:
+          mc_logits = trainer.predict_mc(
+              state, pool_images, key=jax.random.fold_in(key_q, 1), passes=al.mc_passes
+          )
         picked = select(
-            jax.random.fold_in(key_r, _KEY_QUERY),
-            strategies.PoolOutputs(logits=logits, features=feats, prototypes=protos),
+            key_q,
+            strategies.PoolOutputs(
+                logits=logits, features=feats, prototypes=protos, mc_logits=mc_logits
+            ),
             labeled, budget=al.batch, beta=al.beta,
         )
         picked = np.asarray(picked)

@@ -128,3 +128,67 @@ UNCERTAINTY = {
     "margin": margin,
     "least_conf": least_confidence,
 }
+
+
+# -- MC-dropout scores: T stochastic passes, logits [T, N, C] -> [N] ---------
+
+
+def _mc_log_probs(mc_logits: ArrayLike) -> jax.Array:
+  mc_logits = jnp.asarray(mc_logits)
+  if mc_logits.ndim != 3:
+    raise ValueError(f"MC-dropout logits must be [T, N, C], got shape {mc_logits.shape}.")
+  return jax.nn.log_softmax(mc_logits, axis=-1)
+
+
+def mean_log_probs(mc_logits: ArrayLike) -> jax.Array:
+  """``log`` of the mean of the ``T`` softmax outputs: ``[T, N, C] -> [N, C]``.
+
+  Usable as logits by the single-pass scores: ``entropy(mean_log_probs(x))``
+  is the entropy of the mean prediction (DeepAL+'s EntropyD).
+  """
+  logp = _mc_log_probs(mc_logits)
+  return jax.nn.logsumexp(logp, axis=0) - jnp.log(logp.shape[0])
+
+
+def bald(mc_logits: ArrayLike) -> jax.Array:
+  """BALD mutual information ``H(mean_t p_t) - mean_t H(p_t)``; higher = more uncertain."""
+  logp = _mc_log_probs(mc_logits)
+  mean_entropy = jnp.mean(-jnp.sum(jnp.exp(logp) * logp, axis=-1), axis=0)
+  return entropy(mean_log_probs(mc_logits)) - mean_entropy
+
+
+def mean_std(mc_logits: ArrayLike) -> jax.Array:
+  """MeanSTD: mean over classes of the std (over passes, ddof 0) of ``p_c``; higher first."""
+  p = jnp.exp(_mc_log_probs(mc_logits))
+  return jnp.mean(jnp.std(p, axis=0), axis=-1)
+
+
+def var_ratio(mc_logits: ArrayLike) -> jax.Array:
+  """Freeman's variation ratio ``1 - (count of the modal predicted class) / T``; higher first.
+
+  (DeepAL+'s ``VarRatio`` computes ``1 - max p`` on one deterministic pass,
+  which is least confidence; this is the MC-dropout definition.)
+  """
+  logp = _mc_log_probs(mc_logits)
+  passes, _, num_classes = logp.shape
+  votes = jnp.sum(jax.nn.one_hot(jnp.argmax(logp, axis=-1), num_classes), axis=0)  # [N, C]
+  return 1.0 - jnp.max(votes, axis=-1) / passes
+
+
+def _on_mean(score):
+  def fn(mc_logits: ArrayLike) -> jax.Array:
+    return score(mean_log_probs(mc_logits))
+
+  fn.__doc__ = f"``{score.__name__}`` of the mean of the MC-dropout predictions."
+  return fn
+
+
+# MC-dropout uncertainty scores, [T, N, C] -> [N], higher = more uncertain.
+MC_UNCERTAINTY = {
+    "least_conf_dropout": _on_mean(least_confidence),
+    "margin_dropout": _on_mean(margin),
+    "entropy_dropout": _on_mean(entropy),
+    "bald": bald,
+    "mean_std": mean_std,
+    "var_ratio": var_ratio,
+}

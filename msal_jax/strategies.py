@@ -33,11 +33,14 @@ class PoolOutputs:
     features: ``[N, K]``: the penultimate embedding for a linear head, the
       ``C-1`` outputs before the prototypes for a max-separation head.
     prototypes: ``[C, C-1]`` simplex of the max-separation head, or ``None``.
+    mc_logits: ``[T, N, C]`` logits of ``T`` dropout-on passes, for the
+      strategies with ``needs_mc`` (else ``None``).
   """
 
   logits: jax.Array
   features: jax.Array
   prototypes: jax.Array | None = None
+  mc_logits: jax.Array | None = None
 
 
 SelectFn = Callable[..., jax.Array]
@@ -52,12 +55,15 @@ class Strategy:
     head: ``"linear"`` or ``"max_sep"``: the network the strategy queries with.
     select: ``(key, outputs, labeled, *, budget, beta) -> [budget] int32``.
     description: one line for ``--help`` and the docs (the paper's row name).
+    needs_mc: the strategy scores ``T`` MC-dropout passes (``outputs.mc_logits``);
+      the network then needs ``dropout_rate > 0``.
   """
 
   name: str
   head: str
   select: SelectFn
   description: str
+  needs_mc: bool = False
 
 
 def _need_prototypes(outputs: PoolOutputs, name: str) -> jax.Array:
@@ -101,6 +107,24 @@ def _msal_d(score_name: str | None) -> SelectFn:
   return select
 
 
+def _mc_uncertainty(score_name: str) -> SelectFn:
+  score = scoring.MC_UNCERTAINTY[score_name]
+
+  def select(key, outputs, labeled, *, budget, beta):
+    del key, beta
+    if outputs.mc_logits is None:
+      raise ValueError(f"strategy {score_name!r} needs outputs.mc_logits (MC-dropout passes).")
+    return selection.top_k_masked(score(outputs.mc_logits), ~labeled, budget)
+
+  return select
+
+
+_MC_PAPER_NAMES = {
+    "least_conf_dropout": "LeastConfD", "margin_dropout": "MarginD",
+    "entropy_dropout": "EntropyD", "bald": "BALD", "mean_std": "MeanSTD",
+    "var_ratio": "VarRatio",
+}
+
 _PAPER_NAMES = {"entropy": "Entropy", "margin": "Margin", "least_conf": "LeastConf"}
 
 
@@ -124,6 +148,14 @@ def _build() -> dict[str, Strategy]:
             f"{score}_msal_d", "max_sep", _msal_d(score),
             f"{paper}(MSAL-D): {paper.lower()} pre-filter, then MSAL-D's diversity stage.",
         ),
+    ]
+  for score, paper in _MC_PAPER_NAMES.items():
+    out += [
+        Strategy(score, "linear", _mc_uncertainty(score),
+                 f"{paper}: T MC-dropout passes of a standard network.", needs_mc=True),
+        Strategy(f"{score}_msal", "max_sep", _mc_uncertainty(score),
+                 f"{paper}(MSAL): T MC-dropout passes of the max-separation network.",
+                 needs_mc=True),
     ]
   return {s.name: s for s in out}
 

@@ -72,6 +72,7 @@ class Trainer:
     self._train_step = jax.jit(self._counted("train_step", self._train_step_fn), donate_argnums=0)
     self._eval_step = jax.jit(self._counted("eval_step", self._eval_step_fn))
     self._shuffle = jax.jit(self._counted("shuffle", self._shuffle_fn))
+    self._mc_step = jax.jit(self._counted("mc_step", self._mc_step_fn))
 
   def _counted(self, name: str, fn: Callable) -> Callable:
     @functools.wraps(fn)
@@ -113,6 +114,16 @@ class Trainer:
   def _eval_step_fn(self, state, images, idx):
     x = normalize(images[idx], self._mean, self._std)
     return state.apply_fn({"params": state.params, "batch_stats": state.batch_stats}, x)
+
+  def _mc_step_fn(self, state, images, idx, keys):
+    # T stochastic passes over one batch, vectorised over the dropout keys.
+    x = normalize(images[idx], self._mean, self._std)
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+
+    def one_pass(key):
+      return state.apply_fn(variables, x, mc_dropout=True, rngs={"dropout": key})[0]
+
+    return jax.vmap(one_pass)(keys)
 
   @staticmethod
   def _shuffle_fn(key, labeled):
@@ -182,6 +193,23 @@ class Trainer:
       if log_every and (epoch + 1) % log_every == 0:
         log(f"  epoch {epoch + 1}/{epochs}  loss {loss:.4f}")
     return state, float(loss)
+
+  def predict_mc(
+      self, state: TrainState, images: jax.Array, *, key: jax.Array, passes: int
+  ) -> jax.Array:
+    """``[passes, N, C]`` logits of ``passes`` dropout-on forward passes (MC dropout).
+
+    BatchNorm uses its running averages; only dropout is stochastic, with an
+    independent mask per pass and per sample.
+    """
+    num = images.shape[0]
+    bs = self.eval_batch_size
+    out = []
+    for chunk, start in enumerate(range(0, num, bs)):
+      idx = np.arange(start, start + bs) % num
+      keys = jax.random.split(jax.random.fold_in(key, chunk), passes)
+      out.append(self._mc_step(state, images, idx, keys))
+    return jnp.concatenate(out, axis=1)[:, :num]
 
   def predict(self, state: TrainState, images: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Logits ``[N, C]`` and features ``[N, K]`` of every image, in fixed-size batches."""
