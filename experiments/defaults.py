@@ -29,6 +29,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.al.rounds = ml_collections.config_dict.placeholder(int)  # None: ceil(budget / batch)
   config.al.beta = 5.0
   config.al.mc_passes = 10  # T, passes of the MC-dropout strategies
+  config.al.ceal_delta = 5e-5  # CEAL: entropy threshold delta_0 ...
+  config.al.ceal_decay = 0.033e-5  # ... minus this per round
+  config.al.ceal_cos = 0.99  # CEAL(MSAL): pseudo-label when cos to nearest prototype > this
 
   config.train = ml_collections.ConfigDict()
   config.train.epochs = 30  # few labels: enough steps for both heads to converge

@@ -94,6 +94,9 @@ class Experiment:
         al=loop.ActiveLearningConfig(
             initial=config.al.initial, batch=config.al.batch, budget=config.al.budget,
             rounds=rounds, beta=config.al.beta, mc_passes=config.al.get("mc_passes", 10),
+            ceal_delta=config.al.get("ceal_delta", 5e-5),
+            ceal_decay=config.al.get("ceal_decay", 0.033e-5),
+            ceal_cos=config.al.get("ceal_cos", 0.99),
         ),
         train=loop.TrainConfig(
             epochs=config.train.epochs, batch_size=config.train.batch_size,

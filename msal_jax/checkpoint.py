@@ -3,8 +3,8 @@
 Each step ``r`` holds, for the model trained in round ``r``:
 
 * ``state``: params, batch statistics, optimizer state, optimizer step count,
-  and the ``labeled`` mask *after* round ``r``'s query (what round ``r + 1``
-  trains on);
+  the ``labeled`` mask *after* round ``r``'s query (what round ``r + 1``
+  trains on) and, for CEAL, the pseudo-labels round ``r + 1`` trains on;
 * ``meta`` (JSON): the round, the labels spent, the per-round records so far
   (accuracies, queried indices, ...), and the seed and strategy from which
   every PRNG key of the run is derived (``fold_in`` by purpose and round), so
@@ -46,8 +46,19 @@ class RoundCheckpointer:
     """The newest complete step, or ``None``."""
     return self._manager.latest_step()
 
-  def save(self, step: int, state: Any, labeled: np.ndarray, meta: dict[str, Any]) -> None:
-    """Starts writing step ``step`` (asynchronously; the next save or :meth:`close` waits)."""
+  def save(
+      self,
+      step: int,
+      state: Any,
+      labeled: np.ndarray,
+      meta: dict[str, Any],
+      pseudo: tuple[np.ndarray, np.ndarray] | None = None,
+  ) -> None:
+    """Starts writing step ``step`` (asynchronously; the next save or :meth:`close` waits).
+
+    ``pseudo``: ``(mask [N] bool, labels [N] int32)`` of the pseudo-labels the
+    next round trains on (CEAL), if any.
+    """
     tree = {
         "params": state.params,
         "batch_stats": state.batch_stats,
@@ -55,6 +66,9 @@ class RoundCheckpointer:
         "step": state.step,
         "labeled": np.asarray(labeled, bool),
     }
+    if pseudo is not None:
+      tree["pseudo_mask"] = np.asarray(pseudo[0], bool)
+      tree["pseudo_labels"] = np.asarray(pseudo[1], np.int32)
     self._manager.save(
         step,
         args=ocp.args.Composite(state=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(meta)),

@@ -48,6 +48,9 @@ class ActiveLearningConfig:
       rounds stop early, and AUBC is computed over the labels spent.
     beta: MSAL-D's pre-filter factor (``beta * b`` candidates), ``>= 1``.
     mc_passes: ``T``, stochastic forward passes of the MC-dropout strategies.
+    ceal_delta, ceal_decay: CEAL's entropy threshold ``delta_0`` and its decay
+      per round (``delta_t = max(delta_0 - decay * t, 0)``).
+    ceal_cos: CEAL(MSAL)'s threshold on the cosine to the nearest prototype.
   """
 
   initial: int
@@ -56,6 +59,9 @@ class ActiveLearningConfig:
   rounds: int | None = None
   beta: float = 5.0
   mc_passes: int = 10
+  ceal_delta: float = 5e-5
+  ceal_decay: float = 0.033e-5
+  ceal_cos: float = 0.99
 
   def __post_init__(self):
     _check_int("al.initial", self.initial, 1)
@@ -74,6 +80,11 @@ class ActiveLearningConfig:
     ):
       raise ValueError(f"al.beta must be a number >= 1, got {self.beta!r}.")
     _check_int("al.mc_passes", self.mc_passes, 1)
+    for name in ("ceal_delta", "ceal_decay"):
+      if not (isinstance(getattr(self, name), (int, float)) and getattr(self, name) >= 0):
+        raise ValueError(f"al.{name} must be a number >= 0, got {getattr(self, name)!r}.")
+    if not (isinstance(self.ceal_cos, (int, float)) and -1 <= self.ceal_cos <= 1):
+      raise ValueError(f"al.ceal_cos must be a cosine in [-1, 1], got {self.ceal_cos!r}.")
 
   @property
   def num_rounds(self) -> int:
@@ -222,6 +233,14 @@ def run(
 
   select = jax.jit(counted_select, static_argnames=("budget", "beta"))
 
+  def counted_pseudo(outputs, labeled, threshold):
+    traces["pseudo"] += 1
+    return strat.pseudo(outputs, labeled, threshold)
+
+  pseudo_fn = jax.jit(counted_pseudo) if strat.pseudo is not None else None
+  pseudo_mask = np.zeros(dataset.num_pool, bool)
+  pseudo_labels = np.zeros(dataset.num_pool, np.int32)
+
   pool_images = jnp.asarray(dataset.pool_images)
   pool_labels = jnp.asarray(dataset.pool_labels)
   test_images = jnp.asarray(dataset.test_images)
@@ -254,13 +273,21 @@ def run(
             f"{workdir} holds checkpoints of another run ({found}), not of {identity}: "
             "use another workdir."
         )
-      saved_mask = ckpt.restore_state(step)["labeled"]
+      saved = ckpt.restore_state(step)
+      saved_mask = saved["labeled"]
+      if "pseudo_mask" in saved:
+        pseudo_mask, pseudo_labels = saved["pseudo_mask"], saved["pseudo_labels"]
       records, spent = meta["records"], meta["spent"]
       for rec in records:
         labeled_np[rec["queried"]] = True
       if not np.array_equal(saved_mask, labeled_np):
         raise ValueError(f"{workdir}: the checkpoint of round {step} is inconsistent.")
       first_round = step + 1
+      if not records[-1]["queried"] and step < al.num_rounds:
+        raise ValueError(
+            f"{workdir}: the run there ended after round {step} (its last round queries "
+            f"nothing) and cannot be extended to {al.num_rounds} rounds; use a new workdir."
+        )
       if first_round > al.num_rounds:
         log(f"{tag} already finished ({step} rounds in {workdir})")
       else:
@@ -272,12 +299,16 @@ def run(
     for r in range(first_round, al.num_rounds + 1):
       key_r = jax.random.fold_in(round_keys, r)
       labeled = jnp.asarray(labeled_np)
+      train_mask, train_labels = labeled, pool_labels
+      if pseudo_mask.any():  # CEAL: this round also trains on pseudo-labels
+        train_mask = jnp.asarray(labeled_np | pseudo_mask)
+        train_labels = jnp.asarray(np.where(pseudo_mask, pseudo_labels, pool_labels_np))
 
       t0 = time.perf_counter()
       state = trainer.init(jax.random.fold_in(key_r, _KEY_MODEL_INIT))
       try:
         state, loss = trainer.fit(
-            state, pool_images, pool_labels, labeled,
+            state, pool_images, train_labels, train_mask,
             epochs=train.epochs, key=jax.random.fold_in(key_r, _KEY_TRAIN),
         )
       except NonFiniteLossError as e:
@@ -303,19 +334,31 @@ def run(
           mc_logits = trainer.predict_mc(
               state, pool_images, key=jax.random.fold_in(key_q, 1), passes=al.mc_passes
           )
-        picked = select(
-            key_q,
-            strategies.PoolOutputs(
-                logits=logits, features=feats, prototypes=protos, mc_logits=mc_logits
-            ),
-            labeled, budget=al.batch, beta=al.beta,
+        outputs = strategies.PoolOutputs(
+            logits=logits, features=feats, prototypes=protos, mc_logits=mc_logits
         )
+        picked = select(key_q, outputs, labeled, budget=al.batch, beta=al.beta)
         picked = np.asarray(picked)
         queried = [int(i) for i in picked[picked >= 0][:take]]
         if len(queried) != take or labeled_np[queried].any() or len(set(queried)) != take:
           raise RuntimeError(
               f"{tag} strategy returned an invalid selection in round {r}: {picked.tolist()}"
           )
+      num_pseudo_used = int(pseudo_mask.sum())
+      pseudo_correct = (
+          float(np.mean(pseudo_labels[pseudo_mask] == pool_labels_np[pseudo_mask]))
+          if num_pseudo_used else None
+      )
+      if pseudo_fn is not None and queried:
+        after = labeled_np.copy()
+        after[queried] = True
+        threshold = strategies.ceal_threshold(
+            strategy, r, delta=al.ceal_delta, decay=al.ceal_decay, cos=al.ceal_cos
+        )
+        pseudo_mask = np.asarray(pseudo_fn(outputs, jnp.asarray(after), threshold))
+        pseudo_labels = pool_pred.astype(np.int32)
+      else:
+        pseudo_mask = np.zeros_like(pseudo_mask)
       query_seconds = time.perf_counter() - t0
 
       record = {
@@ -329,6 +372,9 @@ def run(
           "query_seconds": query_seconds,
           "queried": queried,
       }
+      if strat.pseudo is not None:
+        record["num_pseudo"] = num_pseudo_used  # pseudo-labels this round trained on
+        record["pseudo_accuracy"] = pseudo_correct
       records.append(record)
       labeled_np[queried] = True
       spent += len(queried)
@@ -336,7 +382,8 @@ def run(
         # The checkpoint first, then the line: a crash between the two is
         # repaired on resume, which rewrites rounds.jsonl from the checkpoint.
         ckpt.save(r, state, labeled_np, {**identity, "round": r, "spent": spent,
-                                          "records": records})
+                                          "records": records},
+                  pseudo=(pseudo_mask, pseudo_labels) if strat.pseudo is not None else None)
         with open(rounds_path, "a") as f:
           f.write(json.dumps(record) + "\n")
       log(

@@ -57,6 +57,9 @@ class Strategy:
     description: one line for ``--help`` and the docs (the paper's row name).
     needs_mc: the strategy scores ``T`` MC-dropout passes (``outputs.mc_logits``);
       the network then needs ``dropout_rate > 0``.
+    pseudo: for CEAL, ``(outputs, labeled, threshold) -> [N] bool``: the
+      unlabeled samples confident enough to be trained on with the model's
+      prediction as label in the next round only (never counted as labels).
   """
 
   name: str
@@ -64,6 +67,7 @@ class Strategy:
   select: SelectFn
   description: str
   needs_mc: bool = False
+  pseudo: Callable[..., jax.Array] | None = None
 
 
 def _need_prototypes(outputs: PoolOutputs, name: str) -> jax.Array:
@@ -119,6 +123,30 @@ def _mc_uncertainty(score_name: str) -> SelectFn:
   return select
 
 
+def _ceal_entropy_pseudo(outputs, labeled, threshold):
+  # CEAL: entropy below delta_t.
+  return (scoring.entropy(outputs.logits) < threshold) & ~labeled
+
+
+def _ceal_msal_pseudo(outputs, labeled, threshold):
+  # CEAL(MSAL): cosine to the nearest prototype above the threshold.
+  certainty = scoring.msal(outputs.features, _need_prototypes(outputs, "ceal_msal"))
+  return (certainty > threshold) & ~labeled
+
+
+def ceal_threshold(name: str, round_index: int, *, delta: float, decay: float,
+                   cos: float) -> float:
+  """The pseudo-label threshold at the query of round ``t``.
+
+  ``ceal_entropy``: ``max(delta - decay * t, 0)`` (CEAL's linear schedule,
+  ``delta_0 = 5e-5``, ``d_r = 0.033e-5`` by default); ``ceal_msal``: the
+  fixed cosine ``cos``.
+  """
+  if name == "ceal_msal":
+    return cos
+  return max(delta - decay * round_index, 0.0)
+
+
 _MC_PAPER_NAMES = {
     "least_conf_dropout": "LeastConfD", "margin_dropout": "MarginD",
     "entropy_dropout": "EntropyD", "bald": "BALD", "mean_std": "MeanSTD",
@@ -157,6 +185,14 @@ def _build() -> dict[str, Strategy]:
                  f"{paper}(MSAL): T MC-dropout passes of the max-separation network.",
                  needs_mc=True),
     ]
+  out += [
+      Strategy("ceal_entropy", "linear", _uncertainty("entropy"),
+               "CEAL(Entropy): entropy queries plus pseudo-labels of low-entropy samples.",
+               pseudo=_ceal_entropy_pseudo),
+      Strategy("ceal_msal", "max_sep", _msal,
+               "CEAL(MSAL): MSAL queries plus pseudo-labels of samples close to a prototype.",
+               pseudo=_ceal_msal_pseudo),
+  ]
   return {s.name: s for s in out}
 
 

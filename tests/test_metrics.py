@@ -171,3 +171,25 @@ def test_shape_mismatches_raise():
     metrics.unlabeled_error_rate(np.zeros(5, int), np.zeros(5, int), np.zeros(4, bool))
   with pytest.raises(ValueError):
     metrics.unlabeled_error_rate(np.zeros(5, int), np.zeros(5, int), np.zeros(6, bool))
+
+
+# ---------------------------------------------------------------------------
+# Beyond the brief's spec: API checks carried over from the earlier version of
+# this file (they name implementation details, so they are not independent).
+# ---------------------------------------------------------------------------
+
+
+def test_error_messages():
+  with pytest.raises(ValueError, match="needs 3 accuracies"):
+    metrics.aubc([0.1, 0.2], budget=20, batch=10)
+  with pytest.raises(ValueError, match="labeled must have shape"):
+    metrics.unlabeled_error_rate(np.zeros(5, int), np.zeros(5, int), np.ones(4, bool))
+  with pytest.raises(ValueError):
+    metrics.final_accuracy([])
+
+
+def test_num_rounds():
+  assert metrics.num_rounds(10_000, 250) == 40
+  assert metrics.num_rounds(25, 10) == 3
+  with pytest.raises(ValueError):
+    metrics.num_rounds(0, 10)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -165,13 +166,15 @@ def test_non_finite_loss_stops_with_round_and_step_and_keeps_last_checkpoint(tmp
       al=loop.ActiveLearningConfig(initial=20, batch=10, budget=30),
       model=loop.ModelConfig(trunk_kwargs={"widths": (4,), "hidden": 8}),
   )
-  loop.run(ds, train=loop.TrainConfig(epochs=1, batch_size=16), **{**kwargs, "al": loop
-           .ActiveLearningConfig(initial=20, batch=10, budget=30, rounds=1)})
-  lines_before = (tmp_path / "rounds.jsonl").read_text()
-  # The same run continued with a learning rate that diverges in round 2.
+  loop.run(ds, train=loop.TrainConfig(epochs=1, batch_size=16), max_to_keep=None, **kwargs)
+  # As if the run had died after round 1, then continued with a learning rate
+  # that diverges in round 2.
+  for step in (2, 3):
+    shutil.rmtree(tmp_path / "checkpoints" / str(step))
+  lines_before = (tmp_path / "rounds.jsonl").read_text().splitlines(keepends=True)[:2]
   with pytest.raises(FloatingPointError, match=r"round 2: non-finite training loss .* step \d+"):
     loop.run(ds, train=loop.TrainConfig(epochs=3, batch_size=16, learning_rate=1e30), **kwargs)
-  assert (tmp_path / "rounds.jsonl").read_text() == lines_before
+  assert (tmp_path / "rounds.jsonl").read_text() == "".join(lines_before)
   ckpt = RoundCheckpointer(str(tmp_path / "checkpoints"))
   assert ckpt.latest_step() == 1
   ckpt.close()
