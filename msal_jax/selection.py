@@ -28,13 +28,12 @@ def _check_pool(name: str, scores: jax.Array, mask: jax.Array, k: int) -> None:
     )
   if mask.dtype != jnp.bool_:
     raise ValueError(f"{name}: the mask must be boolean, got dtype {mask.dtype}.")
-  if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= scores.shape[0]:
-    raise ValueError(
-        f"{name}: k must be a Python int in [1, N={scores.shape[0]}] (static), got {k!r}."
-    )
+  if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+    raise ValueError(f"{name}: k must be a Python int >= 1 (static), got {k!r}.")
 
 
-def top_k_masked(scores: ArrayLike, eligible: ArrayLike, k: int) -> jax.Array:
+def top_k_masked(scores: ArrayLike, eligible: ArrayLike, k: int, *, _name: str = "top_k_masked"
+                 ) -> jax.Array:
   """The ``k`` highest-scoring eligible samples, highest first.
 
   Args:
@@ -42,7 +41,7 @@ def top_k_masked(scores: ArrayLike, eligible: ArrayLike, k: int) -> jax.Array:
       the largest/smallest finite value).
     eligible: ``[N]`` bool; only ``True`` entries can be selected (for a
       query: ``~labeled``).
-    k: static number of samples, ``1 <= k <= N``.
+    k: static number of samples, ``>= 1`` (``k > N`` pads with ``-1``).
 
   Returns:
     ``[k] int32`` indices ordered by descending score, ties to the lower
@@ -51,8 +50,12 @@ def top_k_masked(scores: ArrayLike, eligible: ArrayLike, k: int) -> jax.Array:
   """
   scores = jnp.asarray(scores)
   eligible = jnp.asarray(eligible)
-  _check_pool("top_k_masked", scores, eligible, k)
+  _check_pool(_name, scores, eligible, k)
   scores = scores.astype(jnp.promote_types(scores.dtype, jnp.float32))
+  if k > scores.shape[0]:  # pad with ineligible entries so lax.top_k has k to pick from
+    pad = k - scores.shape[0]
+    scores = jnp.concatenate([scores, jnp.zeros(pad, scores.dtype)])
+    eligible = jnp.concatenate([eligible, jnp.zeros(pad, bool)])
   big = jnp.finfo(scores.dtype).max
   # Eligible keys are finite, ineligible ones -inf: every eligible sample
   # outranks every ineligible one whatever its score.
@@ -65,7 +68,9 @@ def top_k_masked(scores: ArrayLike, eligible: ArrayLike, k: int) -> jax.Array:
 def bottom_k_masked(scores: ArrayLike, eligible: ArrayLike, k: int) -> jax.Array:
   """The ``k`` lowest-scoring eligible samples, lowest first (see :func:`top_k_masked`)."""
   scores = jnp.asarray(scores)
-  return top_k_masked(jnp.where(jnp.isnan(scores), scores, -scores), eligible, k)
+  return top_k_masked(
+      jnp.where(jnp.isnan(scores), scores, -scores), eligible, k, _name="bottom_k_masked"
+  )
 
 
 def num_candidates(budget: int, beta: float, pool_size: int) -> int:
@@ -102,7 +107,8 @@ def msal_d(
     features: ``[N, C-1]`` max-separation features ``z``.
     prototypes: ``[C, C-1]`` simplex prototypes.
     labeled: ``[N]`` bool mask of the labeled samples (never selected).
-    budget: static number of samples to query, ``1 <= budget <= N``.
+    budget: static number of samples to query, ``>= 1`` (slots beyond the
+      number of unlabeled samples are ``-1``).
     beta: static pre-filter factor, ``>= 1``.
     uncertainty: optional ``[N]`` score, higher = more uncertain (e.g.
       :func:`msal_jax.scoring.entropy` of the logits, for the "X(MSAL-D)"
@@ -146,4 +152,7 @@ def msal_d(
 
   # Round robin over ranks; within a rank the closest first, then the index.
   order = jnp.lexsort((safe, -close, rank))
-  return cand[order[:budget]]
+  picked = cand[order[:budget]]
+  if budget > m:  # budget > N: nothing more to take
+    picked = jnp.concatenate([picked, jnp.full(budget - m, -1, picked.dtype)])
+  return picked
