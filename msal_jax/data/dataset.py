@@ -9,17 +9,22 @@ import numpy as np
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
-  """A labeled pool and a test set.
+  """A labeled pool and a test set, as host numpy arrays.
 
   Attributes:
     name: dataset name (as in ``msal_jax.data.DATASETS``).
-    pool_images: ``[N, H, W, Ch] uint8``.
+    pool_images: ``[N, H, W, Ch] uint8`` (``Ch = 1`` for grayscale).
     pool_labels: ``[N] int32`` in ``[0, num_classes)``.
-    test_images: ``[M, H, W, Ch] uint8``.
-    test_labels: ``[M] int32``.
+    test_images: ``[M, H, W, Ch] uint8``, same ``H, W, Ch`` as the pool.
+    test_labels: ``[M] int32`` in ``[0, num_classes)``.
     num_classes: ``C``.
-    class_names: ``C`` names.
-    mean, std: per-channel statistics of pixels scaled to ``[0, 1]``.
+    class_names: ``C`` names, index = label.
+    mean, std: ``Ch`` per-channel statistics of pixels scaled to ``[0, 1]``
+      (for normalisation: ``(x / 255 - mean) / std``).
+
+  Raises:
+    ValueError: on construction, when a shape, dtype, label or statistic does
+      not match the above; the message names the field.
   """
 
   name: str
@@ -32,19 +37,29 @@ class Dataset:
   mean: tuple[float, ...]
   std: tuple[float, ...]
 
-  def __post_init__(self):
+  def __post_init__(self) -> None:
+    if not isinstance(self.num_classes, int) or self.num_classes < 1:
+      raise ValueError(
+          f"{self.name}: num_classes must be a positive int, got {self.num_classes!r}."
+      )
     for split in ("pool", "test"):
       images = getattr(self, f"{split}_images")
       labels = getattr(self, f"{split}_labels")
-      if images.dtype != np.uint8 or images.ndim != 4:
+      if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4:
         raise ValueError(
-            f"{self.name}: {split}_images must be uint8 [N, H, W, Ch], got {images.dtype} "
-            f"{images.shape}."
+            f"{self.name}: {split}_images must be a uint8 numpy array [N, H, W, Ch], got "
+            f"{type(images).__name__} {getattr(images, 'dtype', '')} "
+            f"{getattr(images, 'shape', '')}."
         )
-      if labels.dtype != np.int32 or labels.shape != images.shape[:1]:
+      if (
+          not isinstance(labels, np.ndarray)
+          or labels.dtype != np.int32
+          or labels.shape != images.shape[:1]
+      ):
         raise ValueError(
-            f"{self.name}: {split}_labels must be int32 [{images.shape[0]}], got {labels.dtype} "
-            f"{labels.shape}."
+            f"{self.name}: {split}_labels must be an int32 numpy array [{images.shape[0]}] (one "
+            f"per image), got {type(labels).__name__} {getattr(labels, 'dtype', '')} "
+            f"{getattr(labels, 'shape', '')}."
         )
       if labels.size and (labels.min() < 0 or labels.max() >= self.num_classes):
         raise ValueError(
@@ -54,11 +69,16 @@ class Dataset:
     if self.pool_images.shape[1:] != self.test_images.shape[1:]:
       raise ValueError(
           f"{self.name}: pool images {self.pool_images.shape[1:]} and test images "
-          f"{self.test_images.shape[1:]} differ in shape."
+          f"{self.test_images.shape[1:]} differ in shape (H, W, Ch)."
       )
     ch = self.pool_images.shape[-1]
     if len(self.mean) != ch or len(self.std) != ch:
-      raise ValueError(f"{self.name}: mean/std need {ch} channel values.")
+      raise ValueError(
+          f"{self.name}: mean and std need one value per channel ({ch}), got {self.mean} and "
+          f"{self.std}."
+      )
+    if any(s <= 0 for s in self.std):
+      raise ValueError(f"{self.name}: std must be positive, got {self.std}.")
     if len(self.class_names) != self.num_classes:
       raise ValueError(
           f"{self.name}: {self.num_classes} classes but {len(self.class_names)} class names."
@@ -66,12 +86,16 @@ class Dataset:
 
   @property
   def image_shape(self) -> tuple[int, int, int]:
-    return tuple(self.pool_images.shape[1:])
+    """``(H, W, Ch)`` of every image."""
+    h, w, ch = self.pool_images.shape[1:]
+    return (h, w, ch)
 
   @property
   def num_pool(self) -> int:
+    """``N``, the number of pool images."""
     return self.pool_images.shape[0]
 
   @property
   def num_test(self) -> int:
+    """``M``, the number of test images."""
     return self.test_images.shape[0]
