@@ -13,7 +13,7 @@ import datetime
 import os
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from experiments import experiment
@@ -42,6 +42,10 @@ def _default_workdir(config_path: str) -> str:
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not flags.FLAGS["verbosity"].present:
+    # orbax logs every checkpoint at INFO; keep the console to our progress lines
+    # unless the user asks for more with --verbosity=0 (INFO) or higher.
+    logging.set_verbosity(logging.WARNING)
   config = _CONFIG.value
   try:
     exp = experiment.Experiment.from_config(config)  # every field checked before any work
@@ -52,10 +56,15 @@ def main(argv: list[str]) -> None:
         config, workdir, allow_config_change=_ALLOW_CONFIG_CHANGE.value
     )
     print(f"workdir: {os.path.abspath(workdir)}{' (resuming)' if resuming else ''}", flush=True)
-    experiment.run(exp, workdir, log=lambda s: print(s, flush=True))
+    results = experiment.run(exp, workdir, log=lambda s: print(s, flush=True))
   except (ValueError, FileNotFoundError, FloatingPointError) as e:
     # Bad input or a diverged run: one clear line, no traceback.
     sys.exit(f"error: {e}")
+  pending = [s["pending_labels"] for runs in results.values() for s in runs
+             if s.get("pending_labels")]
+  if pending:  # --config.al.hitl: stopped for a person to label the queries
+    print(f"labels to fill in: {os.path.abspath(pending[0])}", flush=True)
+    return
   print(f"results: {os.path.join(os.path.abspath(workdir), 'results.md')}", flush=True)
 
 

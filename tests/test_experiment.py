@@ -53,6 +53,8 @@ def test_single_run_writes_flat_files(tmp_path):
   proc = _launch(tmp_path, "--config.strategies=('msal_d',)", "--config.seeds=(5,)")
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "round 2/2" in proc.stdout
+  assert "note:" not in proc.stdout  # batch 10 = C: MSAL-D covers every class
+  assert "checkpoint_manager.py" not in proc.stderr  # orbax's INFO logs stay quiet by default
   with open(tmp_path / "config.json") as f:
     config = json.load(f)
   assert config["al"]["budget"] == 20 and config["strategies"] == ["msal_d"]
