@@ -193,6 +193,20 @@ def _build() -> dict[str, Strategy]:
                "CEAL(MSAL): MSAL queries plus pseudo-labels of samples close to a prototype.",
                pseudo=_ceal_msal_pseudo),
   ]
+  from msal_jax import clustering  # the diversity selectors (k-center, k-means, BADGE, DBAL)
+
+  out += [
+      Strategy("kmeans", "linear", clustering.select_kmeans,
+               "KMeans: k-means with b clusters of the unlabeled embeddings, the member "
+               "nearest each centre."),
+      Strategy("kcenter", "linear", clustering.select_kcenter,
+               "KCenter: greedy farthest-first on the embeddings, from the labeled set."),
+      Strategy("badge", "linear", clustering.select_badge,
+               "BADGE: k-means++ seeding on gradient embeddings (p - onehot(argmax p)) x h."),
+      Strategy("dbal", "linear", clustering.select_dbal,
+               "DBAL: margin pre-filter of beta*b, weighted k-means, the sample nearest "
+               "each centre."),
+  ]
   return {s.name: s for s in out}
 
 
