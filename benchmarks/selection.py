@@ -3,21 +3,29 @@ r"""Pool selection speed: MSAL-D and entropy top-k vs numpy and PyTorch referenc
   python benchmarks/selection.py                       # N = 1M and 10M, C = 10 and 100
   python benchmarks/selection.py --sizes=1000000 --classes=10 --repeats=5
 
-For each (N, C) it times, on precomputed inputs already in memory:
+For each (N, C) it times, on precomputed inputs already in memory (float32):
   * msal_d: features [N, C-1] -> MSAL certainty -> beta*b pre-filter -> per-class
     round robin (msal_jax.selection.msal_d, jitted), against numpy
     (np.argpartition) and PyTorch CPU (torch.topk) versions of the same selection;
+  * msal_d/stream: the same selection through msal_jax.streaming.msal_d from the host
+    array in chunks of --chunk rows (the path of `python -m msal_jax.query`: includes
+    the host-to-device copies), against the same references;
   * entropy: logits [N, C] -> entropy -> top b (msal_jax.selection.top_k_masked);
-  * read-once: one pass over the feature array (jnp.sum, np.sum), the memory-bandwidth
-    floor of any selection.
-Prints medians and the ratios reference / msal-jax, and checks that the three
-implementations select the same set.
+  * read-once: one pass over the input array (jitted jnp.sum), the memory-bandwidth
+    floor of any selection that reads its input.
+Prints medians over --repeats runs after a warm-up, the ratios reference / msal-jax and
+msal-jax / read-once, and checks that the three implementations select the same set.
+The references are written to be reasonably fast (one matmul, argpartition/topk of the
+candidates only, in-place arithmetic where it saves a pass).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import math
+import os
+import platform
 import statistics
 import time
 
@@ -25,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from msal_jax import prototypes, scoring, selection
+from msal_jax import prototypes, scoring, selection, streaming
 
 
 def _median_time(fn, repeats: int) -> float:
@@ -50,8 +58,9 @@ def _np_diversity(cand_feats, cand_idx, protos, budget):
 
 
 def numpy_msal_d(feats, protos, labeled, budget, beta):
-  norms = np.linalg.norm(feats, axis=1)
-  a = (feats @ protos.T).max(1) / np.maximum(norms, 1e-12)
+  norms = np.sqrt(np.einsum("ij,ij->i", feats, feats))
+  a = (feats @ protos.T).max(1)
+  a /= np.maximum(norms, 1e-12)
   a[labeled] = np.inf
   m = min(math.ceil(beta * budget), len(a))
   cand = np.argpartition(a, m - 1)[:m]
@@ -68,8 +77,10 @@ def torch_msal_d(torch, feats, protos, labeled, budget, beta):
 
 def numpy_entropy(logits, labeled, budget):
   z = logits - logits.max(1, keepdims=True)
-  logp = z - np.log(np.exp(z).sum(1, keepdims=True))
-  ent = -(np.exp(logp) * logp).sum(1)
+  e = np.exp(z)
+  s = e.sum(1)
+  e *= z
+  ent = np.log(s) - e.sum(1) / s  # -sum p log p with p = e / s
   ent[labeled] = -np.inf
   top = np.argpartition(-ent, budget - 1)[:budget]
   return top[np.argsort(-ent[top], kind="stable")]
@@ -77,7 +88,9 @@ def numpy_entropy(logits, labeled, budget):
 
 def torch_entropy(torch, logits, labeled, budget):
   logp = torch.log_softmax(logits, dim=1)
-  ent = -(logp.exp() * logp).sum(1)
+  p = logp.exp()
+  p.mul_(logp)
+  ent = -p.sum(1)
   ent[labeled] = -float("inf")
   return torch.topk(ent, budget).indices.numpy()
 
@@ -90,7 +103,8 @@ def main() -> None:
   parser.add_argument("--classes", default="10,100")
   parser.add_argument("--budget", type=int, default=250)
   parser.add_argument("--beta", type=float, default=5.0)
-  parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--chunk", type=int, default=1 << 20, help="rows per streamed chunk")
   parser.add_argument("--no-torch", action="store_true")
   args = parser.parse_args()
   try:
@@ -100,10 +114,13 @@ def main() -> None:
 
   except ImportError:
     torch = None
-  torch_version = torch.__version__ if torch else "not installed"
-  print(f"jax {jax.__version__} on {jax.devices()[0].device_kind}; torch {torch_version}; "
-        f"budget {args.budget}, beta {args.beta}")
-  header = (f"{'N':>10} {'C':>4} {'what':>8} | {'msal-jax':>9} {'numpy':>9} {'torch':>9} "
+  torch_version = f"{torch.__version__} ({torch.get_num_threads()} threads)" if torch else \
+      "not installed"
+  print(f"jax {jax.__version__} on {jax.devices()[0].device_kind} ({os.cpu_count()} cores, "
+        f"{platform.processor() or platform.machine()}); numpy {np.__version__}; "
+        f"torch {torch_version}; budget {args.budget}, beta {args.beta}; "
+        f"medians of {args.repeats}; load average {os.getloadavg()[0]:.1f} at start")
+  header = (f"{'N':>10} {'C':>4} {'what':>13} | {'msal-jax':>9} {'numpy':>9} {'torch':>9} "
             f"{'read-once':>9} | {'np/jax':>6} {'torch/jax':>9} {'jax/read':>8}")
   print(header)
   print("-" * len(header))
@@ -116,7 +133,19 @@ def main() -> None:
   for n in (int(s) for s in args.sizes.split(",")):
     for c in (int(s) for s in args.classes.split(",")):
       _bench_msal_d(n, c, args, torch, msal_d, read_once)
+      gc.collect()
       _bench_entropy(n, c, args, torch, entropy_top, read_once)
+      gc.collect()
+  print(f"load average {os.getloadavg()[0]:.1f} at the end")
+
+
+def _time_jax(fn, host_args, read_once, repeats):
+  """(result, median time of fn, median time to read the first array once) on device copies."""
+  dev = [jnp.asarray(x) for x in host_args]
+  t_read = _median_time(lambda: read_once(dev[0]).block_until_ready(), repeats)
+  got = np.asarray(fn(*dev))
+  t = _median_time(lambda: fn(*dev).block_until_ready(), repeats)
+  return got, t, t_read
 
 
 def _bench_msal_d(n, c, args, torch, msal_d, read_once):
@@ -124,15 +153,16 @@ def _bench_msal_d(n, c, args, torch, msal_d, read_once):
   feats_np = rng.standard_normal((n, c - 1), dtype=np.float32)
   labeled_np = rng.random(n) < 0.01
   protos_np = np.array(prototypes.simplex(c))  # writable, for torch.from_numpy
-  feats, labeled = jnp.asarray(feats_np), jnp.asarray(labeled_np)
-  protos = jnp.asarray(protos_np)
-  t_read = _median_time(lambda: read_once(feats).block_until_ready(), args.repeats)
-  got = np.asarray(msal_d(feats, protos, labeled, budget=args.budget, beta=args.beta))
   ref = numpy_msal_d(feats_np, protos_np, labeled_np, args.budget, args.beta)
+  # msal-jax first; its device copy is freed (out of scope) before the references run.
+  got, t_jax, t_read = _time_jax(
+      lambda f, p, lab: msal_d(f, p, lab, budget=args.budget, beta=args.beta),
+      (feats_np, protos_np, labeled_np), read_once, args.repeats)
   assert set(got.tolist()) == set(ref.tolist()), "msal_d: numpy reference disagrees"
-  t_jax = _median_time(
-      lambda: msal_d(feats, protos, labeled, budget=args.budget, beta=args.beta)
-      .block_until_ready(), args.repeats)
+  stream = lambda: streaming.msal_d(feats_np, protos_np, labeled_np, budget=args.budget,
+                                    beta=args.beta, chunk_size=min(args.chunk, n))
+  assert np.asarray(stream()).tolist() == got.tolist(), "msal_d: streamed != in memory"
+  t_stream = _median_time(lambda: stream().block_until_ready(), args.repeats)
   t_np = _median_time(
       lambda: numpy_msal_d(feats_np, protos_np, labeled_np, args.budget, args.beta), args.repeats)
   t_torch = math.nan
@@ -144,19 +174,18 @@ def _bench_msal_d(n, c, args, torch, msal_d, read_once):
     t_torch = _median_time(lambda: torch_msal_d(torch, tf, tp, tl, args.budget, args.beta),
                            args.repeats)
   _row(n, c, "msal_d", t_jax, t_np, t_torch, t_read)
+  _row(n, c, "msal_d/stream", t_stream, t_np, t_torch, t_read)
 
 
 def _bench_entropy(n, c, args, torch, entropy_top, read_once):
   rng = np.random.default_rng(1)
-  logits_np = rng.standard_normal((n, c), dtype=np.float32) * 3
+  logits_np = rng.standard_normal((n, c), dtype=np.float32)
+  logits_np *= 3
   labeled_np = rng.random(n) < 0.01
-  logits, labeled = jnp.asarray(logits_np), jnp.asarray(labeled_np)
-  got = np.asarray(entropy_top(logits, labeled, args.budget))
   ref = numpy_entropy(logits_np, labeled_np, args.budget)
+  got, t_jax, t_read = _time_jax(lambda x, lab: entropy_top(x, lab, args.budget),
+                                 (logits_np, labeled_np), read_once, args.repeats)
   assert set(got.tolist()) == set(ref.tolist()), "entropy: numpy reference disagrees"
-  t_read = _median_time(lambda: read_once(logits).block_until_ready(), args.repeats)
-  t_jax = _median_time(lambda: entropy_top(logits, labeled, args.budget).block_until_ready(),
-                       args.repeats)
   t_np = _median_time(lambda: numpy_entropy(logits_np, labeled_np, args.budget), args.repeats)
   t_torch = math.nan
   if torch is not None:
@@ -167,7 +196,7 @@ def _bench_entropy(n, c, args, torch, entropy_top, read_once):
 
 
 def _row(n, c, what, t_jax, t_np, t_torch, t_read):
-  print(f"{n:>10} {c:>4} {what:>8} | {t_jax * 1e3:>7.1f}ms {t_np * 1e3:>7.1f}ms "
+  print(f"{n:>10} {c:>4} {what:>13} | {t_jax * 1e3:>7.1f}ms {t_np * 1e3:>7.1f}ms "
         f"{t_torch * 1e3:>7.1f}ms {t_read * 1e3:>7.1f}ms | {t_np / t_jax:>6.2f} "
         f"{t_torch / t_jax:>9.2f} {t_jax / t_read:>8.2f}", flush=True)
 

@@ -32,6 +32,26 @@ def _check_pool(name: str, scores: jax.Array, mask: jax.Array, k: int) -> None:
     raise ValueError(f"{name}: k must be a Python int >= 1 (static), got {k!r}.")
 
 
+def rank_keys(scores: ArrayLike, eligible: ArrayLike) -> jax.Array:
+  """The keys :func:`top_k_masked` ranks by (exposed for the sharded and streamed paths).
+
+  Eligible samples get a finite key (NaN -> the lowest finite value, ``+-inf``
+  -> the largest/smallest finite value), ineligible ones ``-inf``: every
+  eligible sample outranks every ineligible one whatever its score. Scores are
+  promoted to at least float32.
+  """
+  scores = jnp.asarray(scores)
+  scores = scores.astype(jnp.promote_types(scores.dtype, jnp.float32))
+  big = jnp.finfo(scores.dtype).max
+  return jnp.where(eligible, jnp.nan_to_num(scores, nan=-big, posinf=big, neginf=-big), -jnp.inf)
+
+
+def lowest_first(scores: ArrayLike) -> jax.Array:
+  """``-scores`` with NaN kept NaN: :func:`bottom_k_masked` takes the highest of these."""
+  scores = jnp.asarray(scores)
+  return jnp.where(jnp.isnan(scores), scores, -scores)
+
+
 def top_k_masked(scores: ArrayLike, eligible: ArrayLike, k: int, *, _name: str = "top_k_masked"
                  ) -> jax.Array:
   """The ``k`` highest-scoring eligible samples, highest first.
@@ -51,15 +71,9 @@ def top_k_masked(scores: ArrayLike, eligible: ArrayLike, k: int, *, _name: str =
   scores = jnp.asarray(scores)
   eligible = jnp.asarray(eligible)
   _check_pool(_name, scores, eligible, k)
-  scores = scores.astype(jnp.promote_types(scores.dtype, jnp.float32))
-  if k > scores.shape[0]:  # pad with ineligible entries so lax.top_k has k to pick from
-    pad = k - scores.shape[0]
-    scores = jnp.concatenate([scores, jnp.zeros(pad, scores.dtype)])
-    eligible = jnp.concatenate([eligible, jnp.zeros(pad, bool)])
-  big = jnp.finfo(scores.dtype).max
-  # Eligible keys are finite, ineligible ones -inf: every eligible sample
-  # outranks every ineligible one whatever its score.
-  keys = jnp.where(eligible, jnp.nan_to_num(scores, nan=-big, posinf=big, neginf=-big), -jnp.inf)
+  keys = rank_keys(scores, eligible)
+  if k > keys.shape[0]:  # pad with ineligible entries so lax.top_k has k to pick from
+    keys = jnp.concatenate([keys, jnp.full(k - keys.shape[0], -jnp.inf, keys.dtype)])
   _, idx = jax.lax.top_k(keys, k)
   filled = jnp.arange(k) < jnp.sum(eligible)
   return jnp.where(filled, idx, -1).astype(jnp.int32)
@@ -67,10 +81,7 @@ def top_k_masked(scores: ArrayLike, eligible: ArrayLike, k: int, *, _name: str =
 
 def bottom_k_masked(scores: ArrayLike, eligible: ArrayLike, k: int) -> jax.Array:
   """The ``k`` lowest-scoring eligible samples, lowest first (see :func:`top_k_masked`)."""
-  scores = jnp.asarray(scores)
-  return top_k_masked(
-      jnp.where(jnp.isnan(scores), scores, -scores), eligible, k, _name="bottom_k_masked"
-  )
+  return top_k_masked(lowest_first(scores), eligible, k, _name="bottom_k_masked")
 
 
 def num_candidates(budget: int, beta: float, pool_size: int) -> int:
@@ -135,10 +146,35 @@ def msal_d(
   m = num_candidates(budget, beta, num)
 
   cand = top_k_masked(uncertainty, ~labeled, m)
+  safe = jnp.where(cand >= 0, cand, 0)
+  return diversify(cand, features[safe], prototypes, budget=budget)
+
+
+def diversify(candidates: ArrayLike, candidate_features: ArrayLike, prototypes: ArrayLike, *,
+              budget: int) -> jax.Array:
+  """MSAL-D's steps 2-4 on a given candidate set (see :func:`msal_d`).
+
+  Shared by :func:`msal_d` and its sharded and streamed versions
+  (:mod:`msal_jax.parallel`, :mod:`msal_jax.streaming`), which find the same
+  candidates without holding the whole pool.
+
+  Args:
+    candidates: ``[m] int32`` pool indices, most uncertain first, ``-1`` in
+      unused slots (which must come last).
+    candidate_features: ``[m, C-1]`` their features (rows of ``-1`` slots are
+      ignored).
+    prototypes: ``[C, C-1]``.
+    budget: static number of samples to return (``budget > m`` pads with ``-1``).
+
+  Returns:
+    ``[budget] int32`` pool indices in query order, ``-1`` padded.
+  """
+  cand = jnp.asarray(candidates)
+  m = cand.shape[0]
   valid = cand >= 0
   safe = jnp.where(valid, cand, 0)
-  classes, close = scoring.nearest_prototype(features[safe], prototypes)
-  num_classes = prototypes.shape[0]
+  classes, close = scoring.nearest_prototype(candidate_features, prototypes)
+  num_classes = jnp.shape(prototypes)[0]
 
   # Within-class rank: sort by (class, closeness desc, index); a candidate's
   # rank is its position minus the position where its class starts.

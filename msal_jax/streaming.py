@@ -1,0 +1,285 @@
+"""Pools larger than memory: score in fixed-size chunks with a running top-k.
+
+The pool is read ``chunk_size`` rows at a time from any array-like that
+slices along its first axis (a numpy array, an ``np.memmap``,
+:class:`msal_jax.query.NpyRows`, an h5py dataset, ...). One compiled program
+scores a chunk, takes its top ``k`` (:func:`msal_jax.parallel.block_top_k`,
+over a device mesh if one is given) and merges it with the running top ``k``
+of the chunks before; the last chunk is padded to ``chunk_size`` with rows
+marked labeled, so every chunk reuses that one program. Memory: one or two
+chunks (host and device) plus ``O(k)`` candidates, where ``k`` is the budget,
+or ``m = ceil(beta * budget)`` candidate rows with their features for MSAL-D.
+
+**Streamed == in memory.** The running top ``k`` is kept ordered by (key
+descending, pool index ascending), and it sits *before* the new chunk's
+candidates, which all have higher pool indices; ``lax.top_k`` prefers the
+lower position on ties, so each merge keeps the order one ``lax.top_k`` over
+the whole pool would give, ties to the lower index included. The result is
+the in-memory selection's (:mod:`msal_jax.selection`) whenever each chunk's
+scores equal the whole pool's (see :mod:`msal_jax.parallel` on XLA:CPU's
+size-dependent kernels; chunks of the default 65,536 rows use the same
+kernels as any larger array).
+
+Reading overlaps computing: JAX dispatches a chunk's program asynchronously
+and the next chunk is read meanwhile; at most two chunks are in flight.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh
+from jax.typing import ArrayLike
+
+from msal_jax import parallel, scoring, selection
+
+DEFAULT_CHUNK = 65_536
+NONFINITE = ("keep", "skip", "error")
+
+Progress = Callable[[int, int], None]
+
+
+class NonFiniteError(ValueError):
+  """A pool row holds NaN or Inf values (``nonfinite="error"``)."""
+
+
+def _read(src: Any, start: int, stop: int, rows: int, dtype: np.dtype, fill: Any) -> np.ndarray:
+  """Rows ``start:stop`` of ``src`` as a ``[rows, ...]`` ``dtype`` array, padded with ``fill``."""
+  block = np.asarray(src[start:stop])
+  if stop - start == rows and block.dtype == dtype:
+    return np.ascontiguousarray(block)  # no padding, no conversion: no second copy
+  out = np.empty((rows,) + block.shape[1:], dtype)
+  out[: stop - start] = block
+  out[stop - start:] = fill
+  return out
+
+
+@functools.partial(jax.jit, static_argnames=("score", "k", "carry", "mesh", "nonfinite"))
+def _step(state, inputs, labeled, offset, *, score, k, carry, mesh, nonfinite):
+  vals, idx, feats, count, first_bad, num_bad = parallel.sharded_top_k(
+      inputs, labeled, offset, score=score, k=k, carry=carry, mesh=mesh,
+      nonfinite="keep" if nonfinite == "keep" else "skip" if nonfinite == "skip" else "count")
+  # The running top k first: it holds lower pool indices, so lax.top_k's
+  # lower-position rule keeps ties in pool-index order.
+  all_vals = jnp.concatenate([state["vals"], vals.astype(state["vals"].dtype)])
+  _, pos = jax.lax.top_k(all_vals, k)
+  return {
+      "vals": all_vals[pos],
+      "idx": jnp.concatenate([state["idx"], idx])[pos],
+      "feats": jnp.concatenate([state["feats"], feats.astype(state["feats"].dtype)])[pos],
+      "count": state["count"] + count,
+      "first_bad": jnp.minimum(state["first_bad"], first_bad),
+      "num_bad": state["num_bad"] + num_bad,
+  }
+
+
+def _check_sources(name: str, sources: Mapping[str, Any], labeled: Any) -> int:
+  if parallel.ndim(labeled) != 1:
+    raise ValueError(f"{name}: the labeled mask must be [N], got shape {np.shape(labeled)}.")
+  if parallel.dtype_of(labeled) != np.bool_:
+    raise ValueError(f"{name}: the labeled mask must be boolean, got {parallel.dtype_of(labeled)}.")
+  num = np.shape(labeled)[0]
+  for key, x in sources.items():
+    if parallel.ROW_AXIS[key] != 0 and key != "prototypes":
+      raise ValueError(f"{name}: {key} cannot be streamed (rows must be the first axis).")
+    if key != "prototypes" and np.shape(x)[0] != num:
+      raise ValueError(f"{name}: {key} has shape {np.shape(x)}, but the labeled mask has "
+                       f"N={num} entries.")
+  if num >= 2**31:
+    raise ValueError(f"{name}: pools of 2**31 samples or more are not supported (N={num}).")
+  return num
+
+
+def stream_top_k(sources: Mapping[str, Any], labeled: Any, *, score: str, k: int,
+                 carry: bool = False, chunk_size: int = DEFAULT_CHUNK, mesh: Mesh | None = None,
+                 nonfinite: str = "keep", progress: Progress | None = None,
+                 _name: str = "stream_top_k") -> tuple[jax.Array, jax.Array, dict[str, int]]:
+  """The ``k`` highest keys of ``parallel.SCORES[score]`` over the pool, chunk by chunk.
+
+  Args:
+    sources: ``{"features" | "logits" | "uncertainty": [N, ...] array-like,
+      "prototypes": [C, K]}`` (the inputs of the score).
+    labeled: ``[N]`` bool array-like; ``True`` rows are never selected.
+    score: a key of :data:`msal_jax.parallel.SCORES`.
+    k: static number of samples.
+    carry: also keep the candidates' ``features`` rows (MSAL-D).
+    chunk_size: rows per step (rounded up to a multiple of the mesh size).
+    mesh: optional 1-D mesh; each chunk is then split over its devices.
+    nonfinite: ``"keep"``: rows with NaN/Inf values are scored like any other
+      (the in-memory functions' behaviour); ``"skip"``: never selected;
+      ``"error"``: raise :class:`NonFiniteError` naming the first such
+      unlabeled row (labeled rows are not checked).
+    progress: called as ``progress(rows_done, N)`` after each chunk is queued.
+
+  Returns:
+    ``(index [k] int32 with -1 padding, features [k, K] of those rows,
+    {"nonfinite_rows": count, "first_nonfinite_row": row or -1})``.
+  """
+  if nonfinite not in NONFINITE:
+    raise ValueError(f"{_name}: nonfinite must be one of {NONFINITE}, got {nonfinite!r}.")
+  if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+    raise ValueError(f"{_name}: chunk_size must be an int >= 1, got {chunk_size!r}.")
+  if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+    raise ValueError(f"{_name}: k must be a Python int >= 1 (static), got {k!r}.")
+  num = _check_sources(_name, sources, labeled)
+  if mesh is not None:
+    chunk_size = mesh.size * math.ceil(chunk_size / mesh.size)
+  chunk_size = min(chunk_size, parallel.padded_size(num, mesh) if mesh is not None else num)
+  rows = {key: x for key, x in sources.items() if key != "prototypes"}
+  dtypes = {key: jax.dtypes.canonicalize_dtype(parallel.dtype_of(x)) for key, x in rows.items()}
+  consts = {}
+  if "prototypes" in sources:
+    protos = sources["prototypes"]
+    consts["prototypes"] = (parallel.replicate(protos, mesh) if mesh is not None
+                            else jnp.asarray(protos))
+
+  key_dtype = jnp.promote_types(
+      jnp.result_type(*[dtypes[x] for x in rows]) if rows else jnp.float32, jnp.float32)
+  feat_width = np.shape(rows["features"])[1] if carry else 0
+  feat_dtype = dtypes["features"] if carry else jnp.float32
+  state = {
+      "vals": jnp.full(k, -jnp.inf, key_dtype),
+      "idx": jnp.full(k, -1, jnp.int32),
+      "feats": jnp.zeros((k, feat_width), feat_dtype),
+      "count": jnp.int32(0),
+      "first_bad": jnp.int32(parallel.NO_ROW),
+      "num_bad": jnp.int32(0),
+  }
+  if mesh is not None:
+    state = jax.tree.map(lambda x: parallel.replicate(x, mesh), state)
+
+  def place(x, fill=0):
+    if mesh is None:
+      return jax.device_put(x)
+    return parallel.shard_pool(x, mesh, rows=chunk_size, fill=fill)
+
+  def check(done):
+    if nonfinite == "error" and int(done["num_bad"]) > 0:
+      row = int(done["first_bad"])
+      names = " / ".join(rows)
+      raise NonFiniteError(
+          f"{_name}: row {row} of the pool has NaN or Inf values in its {names} (unlabeled "
+          "rows must be finite); fix the input, mark the row labeled, or skip such rows "
+          "(nonfinite='skip').")
+
+  previous = None
+  for start in range(0, num, chunk_size):
+    stop = min(start + chunk_size, num)
+    inputs = {key: place(_read(x, start, stop, chunk_size, dtypes[key], 0))
+              for key, x in rows.items()}
+    lab = place(_read(labeled, start, stop, chunk_size, np.bool_, True), fill=True)
+    state = _step(state, {**inputs, **consts}, lab, jnp.int32(start), score=score, k=k,
+                  carry=carry, mesh=mesh, nonfinite=nonfinite)
+    if previous is not None:  # at most two chunks in flight
+      jax.block_until_ready(previous)
+      check(previous)
+    previous = state
+    if progress is not None:
+      progress(stop, num)
+  state = jax.block_until_ready(state)
+  check(state)
+  idx = jnp.where(jnp.arange(k) < state["count"], state["idx"], -1)
+  num_bad = int(state["num_bad"])
+  info = {"nonfinite_rows": num_bad,
+          "first_nonfinite_row": int(state["first_bad"]) if num_bad else -1}
+  return idx, state["feats"], info
+
+
+# ---------------------------------------------------------------------------
+# the selections
+# ---------------------------------------------------------------------------
+
+
+def msal(features: Any, prototypes: ArrayLike, labeled: Any, *, budget: int,
+         chunk_size: int = DEFAULT_CHUNK, mesh: Mesh | None = None, nonfinite: str = "keep",
+         progress: Progress | None = None) -> jax.Array:
+  """Streamed MSAL: ``bottom_k_masked(scoring.msal(features, P), ~labeled, budget)``.
+
+  Args:
+    features: ``[N, C-1]`` array-like, read ``chunk_size`` rows at a time.
+    prototypes: ``[C, C-1]``.
+    labeled: ``[N]`` bool.
+    budget: static, ``>= 1``.
+    chunk_size, mesh, nonfinite, progress: see :func:`stream_top_k`.
+
+  Returns:
+    ``[budget] int32`` pool indices, lowest certainty first, ``-1`` padded.
+  """
+  parallel.check_feature_width("msal", features, prototypes)
+  idx, _, _ = stream_top_k({"features": features, "prototypes": prototypes}, labeled,
+                           score="msal", k=budget, chunk_size=chunk_size, mesh=mesh,
+                           nonfinite=nonfinite, progress=progress, _name="msal")
+  return idx
+
+
+def uncertainty(logits: Any, labeled: Any, *, score: str, budget: int,
+                chunk_size: int = DEFAULT_CHUNK, mesh: Mesh | None = None,
+                nonfinite: str = "keep", progress: Progress | None = None) -> jax.Array:
+  """Streamed ``top_k_masked(scoring.<score>(logits), ~labeled, budget)``.
+
+  ``score`` is a name in ``scoring.UNCERTAINTY`` (``entropy``, ``margin``,
+  ``least_conf``); ``logits`` an ``[N, C]`` array-like. Other arguments as in
+  :func:`msal`.
+  """
+  if score not in scoring.UNCERTAINTY:
+    raise ValueError(f"uncertainty: unknown score {score!r}; known: "
+                     f"{', '.join(sorted(scoring.UNCERTAINTY))}.")
+  if parallel.ndim(logits) != 2:
+    raise ValueError(f"uncertainty: logits must be [N, C], got shape {np.shape(logits)}.")
+  idx, _, _ = stream_top_k({"logits": logits}, labeled, score=score, k=budget,
+                           chunk_size=chunk_size, mesh=mesh, nonfinite=nonfinite,
+                           progress=progress, _name="uncertainty")
+  return idx
+
+
+# selection.diversify, compiled (the last stage of the streamed MSAL-D).
+diversify = jax.jit(selection.diversify, static_argnames="budget")
+
+
+def msal_d(features: Any, prototypes: ArrayLike, labeled: Any, *, budget: int, beta: float,
+           uncertainty: Any | None = None, logits: Any | None = None, score: str | None = None,
+           chunk_size: int = DEFAULT_CHUNK, mesh: Mesh | None = None, nonfinite: str = "keep",
+           progress: Progress | None = None) -> jax.Array:
+  """Streamed MSAL-D: the same ``[budget]`` indices as :func:`selection.msal_d`.
+
+  The pre-filter keeps a running top ``m = min(ceil(beta*budget), N)`` with the
+  candidates' feature rows (``O(m * (C-1))`` memory); the diversity stage
+  (:func:`selection.diversify`) runs on them at the end.
+
+  Args:
+    features, prototypes, labeled, budget, beta: as in :func:`selection.msal_d`
+      (``features`` any ``[N, C-1]`` array-like).
+    uncertainty: optional ``[N]`` array-like pre-filter score, higher first.
+    logits, score: or ``[N, C]`` logits and a name in ``scoring.UNCERTAINTY``
+      (the "X(MSAL-D)" strategies); default MSAL's ``-max cos``.
+    chunk_size, mesh, nonfinite, progress: see :func:`stream_top_k`.
+  """
+  if not (isinstance(beta, (int, float)) and beta >= 1):
+    raise ValueError(f"msal_d: beta must be a number >= 1 (static), got {beta!r}.")
+  if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+    raise ValueError(f"msal_d: k must be a Python int >= 1 (static), got {budget!r}.")
+  parallel.check_feature_width("msal_d", features, prototypes)
+  sources: dict[str, Any] = {"features": features, "prototypes": prototypes}
+  if uncertainty is not None and (logits is not None or score is not None):
+    raise ValueError("msal_d: pass either uncertainty or logits and score, not both.")
+  if uncertainty is not None:
+    sources["uncertainty"], name = uncertainty, "given"
+  elif score is not None:
+    if score not in scoring.UNCERTAINTY or logits is None:
+      raise ValueError(f"msal_d: score must be one of {sorted(scoring.UNCERTAINTY)} and "
+                       f"needs logits; got score={score!r}.")
+    sources["logits"], name = logits, score
+  else:
+    name = "msal"
+  m = selection.num_candidates(budget, beta, np.shape(features)[0])
+  cand, feats, _ = stream_top_k(sources, labeled, score=name, k=m, carry=True,
+                                chunk_size=chunk_size, mesh=mesh, nonfinite=nonfinite,
+                                progress=progress, _name="msal_d")
+  return diversify(cand, feats, sources["prototypes"] if mesh is None else
+                    parallel.replicate(prototypes, mesh), budget=budget)
