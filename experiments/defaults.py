@@ -7,6 +7,34 @@ file changes what differs. Every field can be overridden on the command line:
 
 import ml_collections
 
+# What `get_config(arg)` of a paper config gives: `--config=configs/svhn.py` is the
+# paper's protocol, `--config=configs/svhn.py:cpu` a small-CNN variant sized for a CPU.
+VARIANTS = ("paper", "cpu")
+
+
+def variant(arg: str | None) -> str:
+  """The variant named by a config file's argument (None or "" = ``"paper"``)."""
+  name = arg or "paper"
+  if name not in VARIANTS:
+    raise ValueError(
+        f"config variant {arg!r}: allowed {', '.join(VARIANTS)} "
+        "(e.g. --config=configs/svhn.py:cpu)."
+    )
+  return name
+
+
+def cpu_sized(
+    config: ml_collections.ConfigDict, *, initial: int, batch: int, budget: int, epochs: int
+) -> ml_collections.ConfigDict:
+  """A paper config made CPU-sized: the small CNN, fewer labels, fewer epochs."""
+  config.model.arch = "small_cnn"
+  config.model.trunk = ml_collections.ConfigDict({"widths": (16, 32), "hidden": 64})
+  config.al.initial = initial
+  config.al.batch = batch
+  config.al.budget = budget
+  config.train.epochs = epochs
+  return config
+
 
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
@@ -15,12 +43,26 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.name = "mnist5k"
   config.data.source = "embedded"
   config.data.dir = ml_collections.config_dict.placeholder(str)
+  # Your own data (docs/custom.md): source "npz" reads data.path; "npy" (a folder of
+  # .npy files) and "folder" (train/<class>/, test/<class>/, unlabeled/) read data.dir.
+  config.data.path = ml_collections.config_dict.placeholder(str)
+  config.data.class_names = ml_collections.config_dict.placeholder(tuple)  # default "0", "1", ...
+  config.data.image_size = ml_collections.config_dict.placeholder(tuple)  # folder: (H, W)
+  config.data.channels = ml_collections.config_dict.placeholder(int)  # folder: 1 or 3; None: auto
+  # Long-tailed pool (msal_jax.data.longtail): smallest / largest class size, e.g. 0.01;
+  # None = the pool as it is. imbalance_seed picks which samples each class keeps.
+  config.data.imbalance = ml_collections.config_dict.placeholder(float)
+  config.data.imbalance_seed = 0
 
   config.model = ml_collections.ConfigDict()
   config.model.arch = "small_cnn"
   config.model.rho = 0.1  # the paper's radius for MNIST
   config.model.dropout_rate = 0.0
   config.model.trunk = ml_collections.ConfigDict({"widths": (16, 32), "hidden": 64})
+  # Your own Flax module instead of model.arch: "package.module:Name" or "path/file.py:Name",
+  # built with model.kwargs; it returns features (the head is added) or (logits, features).
+  config.model.module = ml_collections.config_dict.placeholder(str)
+  config.model.kwargs = ml_collections.ConfigDict()
 
   config.al = ml_collections.ConfigDict()
   config.al.initial = 100
@@ -32,15 +74,32 @@ def get_config() -> ml_collections.ConfigDict:
   config.al.ceal_delta = 5e-5  # CEAL: entropy threshold delta_0 ...
   config.al.ceal_decay = 0.033e-5  # ... minus this per round
   config.al.ceal_cos = 0.99  # CEAL(MSAL): pseudo-label when cos to nearest prototype > this
+  # Human in the loop: each round writes queries/round_<r>.csv and stops; fill in the labels
+  # and run the same command again to continue (one strategy, one seed).
+  config.al.hitl = False
 
   config.train = ml_collections.ConfigDict()
   config.train.epochs = 30  # few labels: enough steps for both heads to converge
   config.train.batch_size = 128
   config.train.learning_rate = 1e-3
   config.train.eval_batch_size = 1000
+  config.train.augment = False  # random 4-pixel crop + horizontal flip (CIFAR, TinyImageNet)
 
   config.checkpoint = ml_collections.ConfigDict()
   config.checkpoint.max_to_keep = 2  # round checkpoints kept per run (resume needs the last)
+
+  config.report = ml_collections.ConfigDict()
+  # Rounds whose pool embeddings are saved for the t-SNE figure (paper Fig. 2),
+  # e.g. (1, 5); empty: nothing saved, no cost.
+  config.report.tsne_rounds = ()
+  config.report.tsne_points = 2000  # pool samples per saved round, plus that round's queries
+
+  # Sweep one field of al / train / model, e.g. --config.sweep.field=al.beta
+  # --config.sweep.values="(2, 5, 10)": runs <strategy>/al.beta=<value>/seed_<k>/,
+  # and the report plots AUBC and F-acc against the value (paper Figs. 4-5).
+  config.sweep = ml_collections.ConfigDict()
+  config.sweep.field = ml_collections.config_dict.placeholder(str)
+  config.sweep.values = ()
 
   config.strategies = ("random", "entropy", "msal", "msal_d")
   config.seeds = (0, 1)

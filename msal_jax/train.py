@@ -24,6 +24,8 @@ import numpy as np
 import optax
 from flax.training import train_state
 
+from msal_jax import augment as augment_lib
+
 
 class TrainState(train_state.TrainState):
   """Flax TrainState plus BatchNorm statistics (an empty dict for models without)."""
@@ -52,6 +54,9 @@ class Trainer:
     learning_rate: Adam step size (paper: 1e-3).
     batch_size: training batch (paper: 128).
     eval_batch_size: fixed inference batch; the last one is padded.
+    augment: random 4-pixel crop and horizontal flip of each training image
+      (:func:`msal_jax.augment.random_crop_flip`, on device, inside the train
+      step); inference never augments.
   """
 
   model: nn.Module
@@ -61,6 +66,7 @@ class Trainer:
   learning_rate: float = 1e-3
   batch_size: int = 128
   eval_batch_size: int = 1000
+  augment: bool = False
   traces: collections.Counter = dataclasses.field(default_factory=collections.Counter)
 
   def __post_init__(self):
@@ -95,7 +101,10 @@ class Trainer:
     )
 
   def _train_step_fn(self, state, images, labels, idx, weight, key):
-    x = normalize(images[idx], self._mean, self._std)
+    batch = images[idx]
+    if self.augment:  # a Python bool: fixed when the step is traced
+      batch = augment_lib.random_crop_flip(jax.random.fold_in(key, 1), batch)
+    x = normalize(batch, self._mean, self._std)
     y = labels[idx]
 
     def loss_fn(params):

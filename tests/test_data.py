@@ -368,7 +368,8 @@ def test_tfds_prepared_as_tfrecord_is_explained(prepared_tfds_mnist, tmp_path, n
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"name": "cifar7"}, "unknown dataset 'cifar7'; known: fashion_mnist, mnist, mnist5k"),
+        ({"name": "cifar7"}, "unknown dataset 'cifar7'; known: cifar10, cifar100, fashion_mnist, "
+                             "mnist, mnist5k, svhn, tinyimagenet"),
         ({"name": "mnist5k", "source": "local"}, "cannot be read from 'local'; allowed: auto, emb"),
         ({"name": "mnist5k", "source": "tfds"}, "cannot be read from 'tfds'"),
         ({"name": "mnist", "source": "embedded"}, "allowed: auto, local, tfds"),
@@ -383,9 +384,11 @@ def test_bad_names(kwargs, match):
 
 
 def test_datasets_spec():
-  assert set(data.DATASETS) == {"mnist5k", "mnist", "fashion_mnist"}
+  assert set(data.DATASETS) == {
+      "mnist5k", "mnist", "fashion_mnist", "svhn", "cifar10", "cifar100", "tinyimagenet"}
   for name, spec in data.DATASETS.items():
-    assert len(spec.class_names) == spec.num_classes == 10, name
+    # tinyimagenet's class names are the wnids its files list.
+    assert len(spec.class_names) == spec.num_classes or name == "tinyimagenet", name
     assert set(spec.sources) <= set(data.SOURCES) - {"auto"}, name
     assert ("tfds" in spec.sources) == (spec.tfds_name is not None), name
   assert data.DATASETS["mnist5k"].sources == ("embedded",)

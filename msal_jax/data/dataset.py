@@ -14,13 +14,17 @@ class Dataset:
   Attributes:
     name: dataset name (as in ``msal_jax.data.DATASETS``).
     pool_images: ``[N, H, W, Ch] uint8`` (``Ch = 1`` for grayscale).
-    pool_labels: ``[N] int32`` in ``[0, num_classes)``.
+    pool_labels: ``[N] int32`` in ``[0, num_classes)``, or ``-1`` for a pool
+      sample whose label is not known (yet): its label comes from an oracle
+      or a human when it is queried (see :func:`msal_jax.loop.run`).
     test_images: ``[M, H, W, Ch] uint8``, same ``H, W, Ch`` as the pool.
     test_labels: ``[M] int32`` in ``[0, num_classes)``.
     num_classes: ``C``.
     class_names: ``C`` names, index = label.
     mean, std: ``Ch`` per-channel statistics of pixels scaled to ``[0, 1]``
       (for normalisation: ``(x / 255 - mean) / std``).
+    pool_paths: optional ``N`` names of the pool samples (file paths of an
+      image-folder dataset), written beside the ids in human-in-the-loop CSVs.
 
   Raises:
     ValueError: on construction, when a shape, dtype, label or statistic does
@@ -36,6 +40,7 @@ class Dataset:
   class_names: tuple[str, ...]
   mean: tuple[float, ...]
   std: tuple[float, ...]
+  pool_paths: tuple[str, ...] | None = None
 
   def __post_init__(self) -> None:
     if not isinstance(self.num_classes, int) or self.num_classes < 1:
@@ -61,9 +66,11 @@ class Dataset:
             f"per image), got {type(labels).__name__} {getattr(labels, 'dtype', '')} "
             f"{getattr(labels, 'shape', '')}."
         )
-      if labels.size and (labels.min() < 0 or labels.max() >= self.num_classes):
+      low = -1 if split == "pool" else 0  # -1: a pool label not known (yet)
+      if labels.size and (labels.min() < low or labels.max() >= self.num_classes):
         raise ValueError(
-            f"{self.name}: {split}_labels must lie in [0, {self.num_classes}), got "
+            f"{self.name}: {split}_labels must lie in [0, {self.num_classes})"
+            f"{' or be -1 (unknown)' if split == 'pool' else ''}, got "
             f"[{labels.min()}, {labels.max()}]."
         )
     if self.pool_images.shape[1:] != self.test_images.shape[1:]:
@@ -79,6 +86,11 @@ class Dataset:
       )
     if any(s <= 0 for s in self.std):
       raise ValueError(f"{self.name}: std must be positive, got {self.std}.")
+    if self.pool_paths is not None and len(self.pool_paths) != self.pool_images.shape[0]:
+      raise ValueError(
+          f"{self.name}: {self.pool_images.shape[0]} pool images but {len(self.pool_paths)} "
+          "pool_paths."
+      )
     if len(self.class_names) != self.num_classes:
       raise ValueError(
           f"{self.name}: {self.num_classes} classes but {len(self.class_names)} class names."
@@ -94,6 +106,11 @@ class Dataset:
   def num_pool(self) -> int:
     """``N``, the number of pool images."""
     return self.pool_images.shape[0]
+
+  @property
+  def pool_known(self) -> np.ndarray:
+    """``[N]`` bool: which pool labels are known (not ``-1``)."""
+    return np.asarray(self.pool_labels) >= 0
 
   @property
   def num_test(self) -> int:
