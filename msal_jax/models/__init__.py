@@ -1,5 +1,7 @@
 """Flax linen models: trunks, heads, and ``make_model`` to join them.
 
+Your own module instead of a trunk from :data:`ARCHS`: :mod:`msal_jax.models.custom`.
+
 >>> model = make_model("small_cnn", num_classes=10, head="max_sep", rho=0.1)
 >>> type(model.head).__name__
 'MaxSeparationHead'
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from msal_jax.models import custom
 from msal_jax.models.cnn import SmallCNN
 from msal_jax.models.heads import Classifier, LinearHead, MaxSeparationHead
 from msal_jax.models.resnet import ResNet18
@@ -68,5 +71,6 @@ __all__ = [
   "MaxSeparationHead",
   "ResNet18",
   "SmallCNN",
+  "custom",
   "make_model",
 ]
