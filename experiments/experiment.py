@@ -3,11 +3,18 @@
 ``Experiment.from_config`` turns the ml_collections config into typed settings
 and checks every field before any work starts; ``run`` loads the data, runs
 each (strategy, seed) pair with :func:`msal_jax.loop.run` and writes the
-comparison table. The library (``msal_jax``) never sees a ConfigDict.
+report (:func:`msal_jax.report.write_report`, from the files the runs wrote).
+The library (``msal_jax``) never sees a ConfigDict.
+
+Workdir layout: one run writes its files in the workdir itself; several in
+``<strategy>/seed_<k>/``; a sweep (``config.sweep.field`` = ``"al.beta"``,
+``config.sweep.values`` = ``(2, 5, 10)``) in ``<strategy>/al.beta=<value>/seed_<k>/``,
+each such run resumable on its own.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -16,7 +23,8 @@ from typing import Any
 
 import ml_collections
 
-from msal_jax import data, loop, report, strategies
+from msal_jax import data, loop, metrics, report, strategies
+from msal_jax.data import longtail
 
 
 def _as_names(value: Any, field: str) -> tuple[str, ...]:
@@ -62,16 +70,64 @@ class Experiment:
   train: loop.TrainConfig
   model: loop.ModelConfig
   max_to_keep: int | None = 2
+  data_path: str | None = None  # data.path: the .npz file of data.source="npz"
+  # Custom sources (npz, npy, folder): class_names, image_size, channels when set.
+  data_options: dict = dataclasses.field(default_factory=dict)
+  hitl: bool = False  # al.hitl: a person labels each round's queries in a CSV
+  imbalance: float | None = None  # data.imbalance: a long-tailed pool (data.longtail)
+  imbalance_seed: int = 0  # data.imbalance_seed: which samples the long-tailed pool keeps
+  tsne_rounds: tuple[int, ...] = ()
+  tsne_points: int = 2000
+  sweep_field: str | None = None
+  # (value as in the folder names, the settings with that value), per swept value.
+  sweep: tuple[tuple[str, Experiment], ...] = ()
 
   @classmethod
   def from_config(cls, config: ml_collections.ConfigDict) -> Experiment:
-    """Checks every field; the error names the field, its value and what is allowed."""
+    """Checks every field; the error names the field, its value and what is allowed.
+
+    With ``config.sweep.field`` set (e.g. ``"al.beta"``), ``sweep`` holds one
+    validated ``Experiment`` per value of ``config.sweep.values``.
+    """
+    exp = cls._from_config(config)
+    field, values = _sweep_spec(config)
+    if field is None:
+      return exp
+    points = {}
+    for value in values:
+      sub = copy.deepcopy(config)
+      *parents, leaf = field.split(".")
+      try:
+        node = sub
+        for name in parents:
+          node = node[name]
+        node[leaf] = value
+        label = report.format_value(node[leaf])
+        if not label or os.sep in label:
+          raise ValueError("it must be non-empty and without a path separator")
+        point = cls._from_config(sub)
+      except TypeError:  # ConfigDict refuses a value of another type than the field's
+        raise ValueError(
+            f"sweep.values: {field}={value!r} is invalid: {field} takes values of type "
+            f"{type(node[leaf]).__name__}."
+        ) from None
+      except ValueError as e:
+        raise ValueError(f"sweep.values: {field}={value!r} is invalid: {e}") from None
+      if label in points:
+        raise ValueError(f"sweep.values: {field}={label} is given twice in {values!r}.")
+      points[label] = point
+    return dataclasses.replace(exp, sweep_field=field, sweep=tuple(points.items()))
+
+  @classmethod
+  def _from_config(cls, config: ml_collections.ConfigDict) -> Experiment:
     names = _as_names(config.strategies, "strategies")
     for name in names:
       strategies.get(name)  # raises with the list of known names
     if len(set(names)) != len(names):
       raise ValueError(f"strategies must be distinct, got {names!r}.")
-    if config.data.name not in data.DATASETS:
+    source = config.data.get("source", "auto")
+    custom = source in data.CUSTOM_SOURCES  # your own files: data.name is free
+    if not custom and config.data.name not in data.DATASETS:
       raise ValueError(
           f"data.name: unknown dataset {config.data.name!r}; known: "
           f"{', '.join(sorted(data.DATASETS))}."
@@ -84,11 +140,26 @@ class Experiment:
             f"data.dir: directory {data_dir!r} does not exist; point --config.data.dir at the "
             "folder that holds the dataset's files."
         )
+    data_path, data_options = None, {}
+    if custom:
+      data_path, data_options = _custom_data(config, source, data_dir)
+    else:
+      data.resolve_source(config.data.name, source, data_dir)  # a bad source stops here
+    imbalance_seed = config.data.get("imbalance_seed", 0)
+    if isinstance(imbalance_seed, bool) or not isinstance(imbalance_seed, int) or (
+        imbalance_seed < 0
+    ):
+      raise ValueError(f"data.imbalance_seed must be an integer >= 0, got {imbalance_seed!r}.")
     rounds = config.al.get("rounds")
     return cls(
         dataset=config.data.name,
-        source=config.data.get("source", "auto"),
+        source=source,
         data_dir=data_dir,
+        data_path=data_path,
+        data_options=data_options,
+        hitl=_hitl(config, names),
+        imbalance=longtail.check_imbalance(config.data.get("imbalance")),
+        imbalance_seed=imbalance_seed,
         strategies=names,
         seeds=_as_seeds(config.seeds),
         al=loop.ActiveLearningConfig(
@@ -102,23 +173,135 @@ class Experiment:
             epochs=config.train.epochs, batch_size=config.train.batch_size,
             learning_rate=config.train.learning_rate,
             eval_batch_size=config.train.get("eval_batch_size", 1000),
+            augment=config.train.get("augment", False),
         ),
         model=loop.ModelConfig(
             arch=config.model.arch, rho=config.model.rho,
             dropout_rate=config.model.dropout_rate,
             trunk_kwargs=_trunk_kwargs(config.model.get("trunk")),
+            module=config.model.get("module"),
+            module_kwargs=_trunk_kwargs(config.model.get("kwargs")),
         ),
         max_to_keep=_max_to_keep(config),
+        **_tsne_settings(config, rounds if rounds is not None else
+                         metrics.num_rounds(config.al.budget, config.al.batch)),
     )
 
   @property
   def multi(self) -> bool:
-    return len(self.strategies) * len(self.seeds) > 1
+    return len(self.strategies) * len(self.seeds) > 1 or self.sweep_field is not None
 
-  def run_dir(self, workdir: str, strategy: str, seed: int) -> str:
+  def run_dir(self, workdir: str, strategy: str, seed: int, value: str | None = None) -> str:
+    """``workdir``, or ``<strategy>/seed_<k>``, or ``<strategy>/<field>=<value>/seed_<k>``."""
     if not self.multi:
       return workdir
+    if value is not None:
+      return os.path.join(workdir, strategy, f"{self.sweep_field}={value}", f"seed_{seed}")
     return os.path.join(workdir, strategy, f"seed_{seed}")
+
+
+def _custom_data(config: ml_collections.ConfigDict, source: str, data_dir: str | None
+                 ) -> tuple[str | None, dict[str, Any]]:
+  """``data.path`` and the options of a custom source (``npz``, ``npy``, ``folder``)."""
+  path = config.data.get("path")
+  if source == "npz":
+    if path is None:
+      raise ValueError("data.path: data.source='npz' needs the .npz file (--config.data.path=...).")
+    path = os.path.expanduser(path)
+    if not os.path.isfile(path):
+      raise FileNotFoundError(f"data.path: file {path!r} does not exist.")
+  elif data_dir is None:
+    what = "folder of .npy files" if source == "npy" else "image folder (train/, test/)"
+    raise ValueError(f"data.dir: data.source={source!r} needs the {what} (--config.data.dir=...).")
+  options = {}
+  class_names = config.data.get("class_names")
+  if class_names is not None:
+    if isinstance(class_names, str):
+      class_names = [c.strip() for c in class_names.split(",") if c.strip()]
+    options["class_names"] = tuple(str(c) for c in class_names)
+  if source == "folder":
+    size = config.data.get("image_size")
+    if size is not None:
+      if (not isinstance(size, (list, tuple)) or len(size) != 2
+          or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in size)):
+        raise ValueError(f"data.image_size must be (H, W) positive integers, got {size!r}.")
+      options["image_size"] = tuple(size)
+    channels = config.data.get("channels")
+    if channels is not None:
+      if channels not in (1, 3) or isinstance(channels, bool):
+        raise ValueError(f"data.channels must be 1 or 3, got {channels!r}.")
+      options["channels"] = channels
+  return path, options
+
+
+def _hitl(config: ml_collections.ConfigDict, names: tuple[str, ...]) -> bool:
+  value = config.al.get("hitl", False)
+  if not isinstance(value, bool):
+    raise ValueError(f"al.hitl must be True or False, got {value!r}.")
+  if value:
+    seeds = _as_seeds(config.seeds)
+    sweep = (config.get("sweep") or {}).get("field")
+    if len(names) != 1 or len(seeds) != 1 or sweep is not None:
+      raise ValueError(
+          "al.hitl=True: a person labels the queries of one run, so give one strategy and one "
+          f"seed and no sweep (got strategies {names}, seeds {seeds}, sweep.field {sweep!r})."
+      )
+  return value
+
+
+_SWEEPABLE = ("al", "train", "model")
+
+
+def _sweep_spec(config: ml_collections.ConfigDict) -> tuple[str | None, tuple[Any, ...]]:
+  sweep = config.get("sweep") or {}
+  field, values = sweep.get("field"), sweep.get("values") or ()
+  if field is None:
+    if values:
+      raise ValueError(f"sweep.values is set ({values!r}) but sweep.field is not.")
+    return None, ()
+  parts = str(field).split(".")
+  if parts[0] not in _SWEEPABLE or len(parts) < 2 or not _has_field(config, parts):
+    raise ValueError(
+        f"sweep.field: {field!r} is not a field of the config's {', '.join(_SWEEPABLE)} "
+        "(e.g. al.beta, al.batch, model.rho)."
+    )
+  if isinstance(values, str) or not isinstance(values, (list, tuple)) or not values:
+    raise ValueError(
+        f"sweep.values: give a non-empty tuple of values of {field}, e.g. (2, 5, 10); "
+        f"got {values!r}."
+    )
+  for value in values:
+    if not isinstance(value, (bool, int, float, str)):
+      raise ValueError(f"sweep.values: {field}={value!r} is not a number or a string.")
+  return field, tuple(values)
+
+
+def _has_field(config: ml_collections.ConfigDict, parts: list[str]) -> bool:
+  """Whether ``a.b.c`` names a leaf (a value, not a sub-config) of ``config``."""
+  node = config
+  for name in parts:
+    if not isinstance(node, ml_collections.ConfigDict) or name not in node:
+      return False
+    node = node[name]
+  return not isinstance(node, ml_collections.ConfigDict)
+
+
+def _tsne_settings(config: ml_collections.ConfigDict, num_rounds: int) -> dict[str, Any]:
+  settings = config.get("report") or {}
+  rounds = settings.get("tsne_rounds") or ()
+  if isinstance(rounds, int):
+    rounds = (rounds,)
+  if not isinstance(rounds, (list, tuple)) or any(
+      isinstance(r, bool) or not isinstance(r, int) or not 0 <= r <= num_rounds for r in rounds
+  ):
+    raise ValueError(
+        f"report.tsne_rounds must be rounds in 0..{num_rounds} (0 = the initial set), "
+        f"got {rounds!r}."
+    )
+  points = settings.get("tsne_points", 2000)
+  if isinstance(points, bool) or not isinstance(points, int) or points < 4:
+    raise ValueError(f"report.tsne_points must be an integer >= 4, got {points!r}.")
+  return {"tsne_rounds": tuple(sorted(set(rounds))), "tsne_points": points}
 
 
 def _max_to_keep(config: ml_collections.ConfigDict) -> int | None:
@@ -189,25 +372,10 @@ def prepare_workdir(
   return resuming
 
 
-def load_results(workdir: str) -> dict[str, list[dict[str, Any]]]:
-  """``{strategy: [summary per seed]}`` from the summary.json files under ``workdir``."""
-  results: dict[str, list[dict[str, Any]]] = {}
-  for root, _, files in sorted(os.walk(workdir)):
-    if "summary.json" in files:
-      with open(os.path.join(root, "summary.json")) as f:
-        summary = json.load(f)
-      results.setdefault(summary["strategy"], []).append(summary)
-  for runs in results.values():
-    runs.sort(key=lambda s: s["seed"])
-  return results
-
-
-def write_report(results: report.Results, workdir: str, title: str) -> None:
-  with open(os.path.join(workdir, "results.md"), "w") as f:
-    f.write(f"# {title}\n\n" + report.markdown_table(results))
-  with open(os.path.join(workdir, "results.csv"), "w") as f:
-    f.write(report.csv_table(results))
-  report.plot_curves(results, os.path.join(workdir, "curves.png"), title=title)
+def load_results(workdir: str) -> dict[report.Key, list[dict[str, Any]]]:
+  """``{strategy: [summary per seed]}`` (``{(strategy, value): ...}`` in a sweep) from the
+  files under ``workdir``, each summary with its per-round records under ``"rounds"``."""
+  return report.load(workdir).results
 
 
 def run(
@@ -218,25 +386,49 @@ def run(
     dataset: data.Dataset | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
   """Runs every (strategy, seed) pair; returns ``{strategy: [summary per seed]}``."""
-  if dataset is None:
+  if dataset is None and exp.source in data.CUSTOM_SOURCES:
+    dataset = data.load_custom(exp.source, exp.data_path or exp.data_dir, **exp.data_options)
+  elif dataset is None:
     dataset = data.load(exp.dataset, source=exp.source, data_dir=exp.data_dir)
-  exp.al.check_pool(dataset.num_pool)
+  if exp.imbalance is not None:
+    dataset = longtail.long_tailed(dataset, exp.imbalance, seed=exp.imbalance_seed)
+  random_start = bool(dataset.pool_known.all())  # else the known labels are the start
+  if random_start:
+    exp.al.check_pool(dataset.num_pool)
   log(
       f"dataset {dataset.name}: pool {dataset.num_pool}, test {dataset.num_test}, "
       f"{dataset.num_classes} classes, images {dataset.image_shape}"
   )
-  results: dict[str, list[dict[str, Any]]] = {}
+  diverse = [s for s in exp.strategies if s.endswith("msal_d")]
+  if diverse and exp.al.batch < dataset.num_classes:
+    log(
+        f"note: al.batch={exp.al.batch} < {dataset.num_classes} classes: MSAL-D's diversity "
+        f"stage ({', '.join(diverse)}) takes one candidate from each of the {exp.al.batch} "
+        "classes whose closest candidate is nearest its prototype, so not every class is "
+        "covered in a round (DESIGN.md 3)."
+    )
+  points = exp.sweep or ((None, exp),)
+  for _, point in points:
+    if random_start:
+      point.al.check_pool(dataset.num_pool)
+  results: dict[report.Key, list[dict[str, Any]]] = {}
   for strategy in exp.strategies:
-    for seed in exp.seeds:
-      summary = loop.run(
-          dataset, strategy=strategy, seed=seed, al=exp.al, train=exp.train, model=exp.model,
-          workdir=exp.run_dir(workdir, strategy, seed), max_to_keep=exp.max_to_keep, log=log,
-      )
-      summary.pop("rounds")
-      results.setdefault(strategy, []).append(summary)
-  title = f"{dataset.name}: {exp.al.initial} initial + {exp.al.budget} by {exp.al.batch}"
-  write_report(results, workdir, title)
-  log("\n" + report.markdown_table(results))
+    for value, point in points:
+      for seed in exp.seeds:
+        summary = loop.run(
+            dataset, strategy=strategy, seed=seed, al=point.al, train=point.train,
+            model=point.model, workdir=exp.run_dir(workdir, strategy, seed, value),
+            max_to_keep=exp.max_to_keep, log=log, embedding_rounds=point.tsne_rounds,
+            embedding_points=point.tsne_points, oracle="csv" if exp.hitl else "dataset",
+        )
+        summary.pop("rounds")
+        if summary.get("pending_labels"):  # al.hitl: one run, stopped for a person
+          return {strategy: [summary]}  # no table yet: the launcher says which file to fill
+        results.setdefault(strategy if value is None else (strategy, value), []).append(summary)
+  # From the files, as `python -m experiments.report` does: the same bytes either way.
+  report.write_report(workdir, log=log)
+  with open(os.path.join(workdir, "results.md")) as f:
+    log("\n" + f.read())
   return results
 
 

@@ -63,7 +63,8 @@ def main(argv: list[str]) -> None:
   pending = [s["pending_labels"] for runs in results.values() for s in runs
              if s.get("pending_labels")]
   if pending:  # --config.al.hitl: stopped for a person to label the queries
-    print(f"labels to fill in: {os.path.abspath(pending[0])}", flush=True)
+    print(f"labels to fill in: {os.path.abspath(pending[0])} (its label column; then run the "
+          "same command again)", flush=True)
     return
   print(f"results: {os.path.join(os.path.abspath(workdir), 'results.md')}", flush=True)
 

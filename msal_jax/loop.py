@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from msal_jax import metrics, models, prototypes, strategies
+from msal_jax import hitl, metrics, models, prototypes, report, strategies
 from msal_jax.checkpoint import RoundCheckpointer
 from msal_jax.data import Dataset
 from msal_jax.train import NonFiniteLossError, Trainer
@@ -28,6 +29,7 @@ from msal_jax.train import NonFiniteLossError, Trainer
 # Purposes for fold_in: one root key per seed, then one sub-key per use.
 _KEY_INITIAL_SET = 0
 _KEY_ROUNDS = 1
+_KEY_EMBEDDINGS = 2  # the fixed pool sample saved for t-SNE
 _KEY_MODEL_INIT, _KEY_TRAIN, _KEY_QUERY = 0, 1, 2
 
 
@@ -102,14 +104,21 @@ class ActiveLearningConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-  """Training of each round's model (paper: Adam 1e-3, batch 128)."""
+  """Training of each round's model (paper: Adam 1e-3, batch 128).
+
+  ``augment``: random 4-pixel crop and horizontal flip of the training images
+  (:mod:`msal_jax.augment`; the paper's CIFAR and TinyImageNet setting).
+  """
 
   epochs: int
   batch_size: int = 128
   learning_rate: float = 1e-3
   eval_batch_size: int = 1000
+  augment: bool = False
 
   def __post_init__(self):
+    if not isinstance(self.augment, bool):
+      raise ValueError(f"train.augment must be True or False, got {self.augment!r}.")
     _check_int("train.epochs", self.epochs, 1)
     _check_int("train.batch_size", self.batch_size, 1)
     _check_int("train.eval_batch_size", self.eval_batch_size, 1)
@@ -119,22 +128,36 @@ class TrainConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-  """The network: a trunk from ``models.ARCHS`` with the strategy's head.
+  """The network: a trunk from ``models.ARCHS`` (or your own module) with the strategy's head.
 
   Attributes:
-    arch: ``"small_cnn"`` or ``"resnet18"``.
+    arch: ``"small_cnn"`` or ``"resnet18"`` (unused when ``module`` is given).
     rho: hypersphere radius of the max-separation head (> 0).
     dropout_rate: dropout before the head.
     trunk_kwargs: extra fields of the trunk (e.g. ``{"stem": "cifar"}``).
+    module: your own Flax module instead of ``arch``: an import path
+      ``"package.module:Name"`` / ``"path/to/file.py:Name"``, a module class or
+      factory (built with ``module_kwargs``), or a module instance. It returns
+      features ``h [B, D]`` (the library adds the head) or ``(logits,
+      features)``; see :mod:`msal_jax.models.custom`.
+    module_kwargs: keyword arguments ``module`` is built with.
   """
 
   arch: str = "small_cnn"
   rho: float = 1.0
   dropout_rate: float = 0.0
   trunk_kwargs: dict = dataclasses.field(default_factory=dict)
+  module: Any = None
+  module_kwargs: dict = dataclasses.field(default_factory=dict)
 
   def __post_init__(self):
-    if self.arch not in models.ARCHS:
+    if self.module is not None:
+      self.user_module()  # import and build now: a bad path fails before any work
+    elif self.module_kwargs:
+      raise ValueError(
+          f"model.kwargs {sorted(self.module_kwargs)} are for model.module, which is not set."
+      )
+    elif self.arch not in models.ARCHS:
       raise ValueError(
           f"model.arch: unknown architecture {self.arch!r}; known: "
           f"{', '.join(sorted(models.ARCHS))}."
@@ -144,7 +167,24 @@ class ModelConfig:
     if not (isinstance(self.dropout_rate, (int, float)) and 0 <= self.dropout_rate < 1):
       raise ValueError(f"model.dropout_rate must be in [0, 1), got {self.dropout_rate!r}.")
 
-  def build(self, num_classes: int, head: str):
+  def user_module(self):
+    """``module`` as an unbound Flax module (``None`` when ``arch`` is used)."""
+    if self.module is None:
+      return None
+    obj = self.module
+    if isinstance(obj, str):
+      obj = models.custom.import_object(obj)
+    return models.custom.instantiate(obj, self.module_kwargs)
+
+  def build(self, num_classes: int, head: str, input_shape: tuple[int, ...] | None = None):
+    """The network for ``head``; ``input_shape`` ``(H, W, Ch)`` checks a user module's outputs."""
+    if self.module is not None:
+      if input_shape is None:
+        raise ValueError("ModelConfig.build: a user module needs input_shape to be checked.")
+      return models.custom.wrap(
+          self.user_module(), num_classes=num_classes, head=head, input_shape=input_shape,
+          rho=self.rho, dropout_rate=self.dropout_rate,
+      )
     return models.make_model(
         self.arch, num_classes=num_classes, head=head, rho=self.rho,
         dropout_rate=self.dropout_rate, **self.trunk_kwargs,
@@ -185,6 +225,10 @@ def run(
     workdir: str | None = None,
     max_to_keep: int | None = 2,
     log: Callable[[str], None] = print,
+    embedding_rounds: Sequence[int] = (),
+    embedding_points: int = 2000,
+    initial_set: np.ndarray | Sequence[int] | None = None,
+    oracle: str | Callable[[np.ndarray], Any] = "dataset",
 ) -> dict[str, Any]:
   """Runs one (strategy, seed) active-learning experiment, resuming if it can.
 
@@ -200,15 +244,37 @@ def run(
       gives exactly what an uninterrupted run gives: every key is derived from
       the seed and the round).
     max_to_keep: round checkpoints kept (``None``: all).
+    embedding_rounds: rounds whose pool features are saved for t-SNE, to
+      ``embeddings/round_<r>.npz`` (see :func:`msal_jax.report.save_embeddings`):
+      a fixed random sample of ``embedding_points`` pool samples (the same in
+      every round) plus all samples queried in that round. Needs ``workdir``.
     log: progress printer.
+    initial_set: pool ids (or an ``[N]`` bool mask) labeled at the start,
+      instead of ``al.initial`` drawn at random; by default the pool samples
+      with known labels when some are ``-1`` (see :func:`hitl.start_labeled`).
+    oracle: where the labels of queried samples come from: ``"dataset"``
+      (the pool labels, held back until queried), a function ``ids -> labels``
+      (recorded as ``"labels"`` in the round's record), or ``"csv"``: each
+      round writes ``queries/round_<r>.csv`` and returns; the next call
+      (needs ``workdir``) reads the filled-in labels and goes on (:mod:`hitl`).
 
   Returns:
     The summary: strategy, dataset, seed, aubc, f_acc, accuracies,
     num_labeled, labels_spent, traces, seconds, and the per-round records
-    under ``"rounds"``.
+    under ``"rounds"``; with ``oracle="csv"`` also ``pending_labels``: the
+    CSV to fill in, or ``None`` when the run is finished.
   """
   strat = strategies.get(strategy)
-  al.check_pool(dataset.num_pool)
+  start_mask = hitl.start_labeled(np.asarray(dataset.pool_labels), initial_set)
+  if start_mask is None:
+    al.check_pool(dataset.num_pool)
+  elif int(start_mask.sum()) + al.budget > dataset.num_pool:
+    raise ValueError(
+        f"{int(start_mask.sum())} labeled samples + al.budget ({al.budget}) is larger than the "
+        f"pool ({dataset.num_pool} samples): lower al.budget to at most "
+        f"{dataset.num_pool - int(start_mask.sum())}."
+    )
+  hitl.check_oracle(oracle, pool_labels=np.asarray(dataset.pool_labels), workdir=workdir)
   num_classes = dataset.num_classes
   if num_classes < 2:
     raise ValueError(f"dataset {dataset.name!r} has {num_classes} classes; at least 2 are needed.")
@@ -218,12 +284,12 @@ def run(
         f"strategy {strategy!r} samples MC-dropout passes: set model.dropout_rate > 0 "
         f"(got {model.dropout_rate})."
     )
-  net = model.build(num_classes, strat.head)
+  net = model.build(num_classes, strat.head, dataset.image_shape)
   protos = prototypes.simplex(num_classes) if strat.head == "max_sep" else None
   trainer = Trainer(
       net, dataset.image_shape, dataset.mean, dataset.std,
       learning_rate=train.learning_rate, batch_size=train.batch_size,
-      eval_batch_size=train.eval_batch_size,
+      eval_batch_size=train.eval_batch_size, augment=train.augment,
   )
   traces = trainer.traces
 
@@ -244,14 +310,24 @@ def run(
   pool_images = jnp.asarray(dataset.pool_images)
   pool_labels = jnp.asarray(dataset.pool_labels)
   test_images = jnp.asarray(dataset.test_images)
-  pool_labels_np = np.asarray(dataset.pool_labels)
+  pool_labels_np = np.asarray(dataset.pool_labels)  # ground truth, -1 where unknown
+  known_np = pool_labels_np >= 0
+  labels_np = pool_labels_np.astype(np.int32)  # what the learner was told; grows by oracle
   test_labels_np = np.asarray(dataset.test_labels)
 
   root = jax.random.PRNGKey(seed)
-  labeled_np = initial_labeled(
-      jax.random.fold_in(root, _KEY_INITIAL_SET), dataset.num_pool, al.initial
-  )
+  if start_mask is not None:
+    labeled_np = start_mask.copy()
+  else:
+    labeled_np = initial_labeled(
+        jax.random.fold_in(root, _KEY_INITIAL_SET), dataset.num_pool, al.initial
+    )
   round_keys = jax.random.fold_in(root, _KEY_ROUNDS)
+  embedding_rounds = set(embedding_rounds) if workdir is not None else set()
+  if embedding_rounds:
+    embedding_sample = np.asarray(jax.random.choice(
+        jax.random.fold_in(root, _KEY_EMBEDDINGS), dataset.num_pool,
+        (min(embedding_points, dataset.num_pool),), replace=False))
   tag = f"[{strategy} seed {seed}]"
   identity = {"strategy": strategy, "seed": seed, "dataset": dataset.name,
               "num_pool": dataset.num_pool}
@@ -280,6 +356,8 @@ def run(
       records, spent = meta["records"], meta["spent"]
       for rec in records:
         labeled_np[rec["queried"]] = True
+        if "labels" in rec:  # from an oracle function or a CSV
+          labels_np[rec["queried"]] = rec["labels"]
       if not np.array_equal(saved_mask, labeled_np):
         raise ValueError(f"{workdir}: the checkpoint of round {step} is inconsistent.")
       first_round = step + 1
@@ -292,9 +370,26 @@ def run(
         log(f"{tag} already finished ({step} rounds in {workdir})")
       else:
         log(f"{tag} resuming after round {step} ({int(labeled_np.sum())} labeled)")
+      if oracle == "csv" and records[-1]["queried"] and "labels" not in records[-1]:
+        # The last invocation stopped for a person to label its queries.
+        path = hitl.csv_path(workdir, step)
+        given = hitl.read_labels(path, records[-1]["queried"], dataset.class_names,
+                                 paths=dataset.pool_paths)
+        records[-1]["labels"] = [int(v) for v in given]
+        labels_np[records[-1]["queried"]] = given
+        log(f"{tag} read {given.size} labels of round {step}'s queries from {path}")
+      missing = np.flatnonzero(labeled_np & (labels_np < 0))
+      if missing.size:
+        raise ValueError(
+            f"{workdir}: {missing.size} queried samples have no label (e.g. pool id "
+            f"{int(missing[0])}): they were queried for a person to label; resume with "
+            "al.hitl=True (oracle='csv') to read them from the query CSV."
+        )
+      pool_labels = jnp.asarray(labels_np)
     _write_rounds(rounds_path, records)
 
   start_all = time.perf_counter()
+  pending = None  # the query CSV a person has to fill in (oracle="csv")
   try:
     for r in range(first_round, al.num_rounds + 1):
       key_r = jax.random.fold_in(round_keys, r)
@@ -302,7 +397,7 @@ def run(
       train_mask, train_labels = labeled, pool_labels
       if pseudo_mask.any():  # CEAL: this round also trains on pseudo-labels
         train_mask = jnp.asarray(labeled_np | pseudo_mask)
-        train_labels = jnp.asarray(np.where(pseudo_mask, pseudo_labels, pool_labels_np))
+        train_labels = jnp.asarray(np.where(pseudo_mask, pseudo_labels, labels_np))
 
       t0 = time.perf_counter()
       state = trainer.init(jax.random.fold_in(key_r, _KEY_MODEL_INIT))
@@ -324,7 +419,8 @@ def run(
       t0 = time.perf_counter()
       logits, feats = trainer.predict(state, pool_images)
       pool_pred = np.asarray(jnp.argmax(logits, -1))
-      err = metrics.unlabeled_error_rate(pool_pred, pool_labels_np, labeled_np)
+      # Over the unlabeled samples whose ground truth is known (all, when benchmarking).
+      err = metrics.unlabeled_error_rate(pool_pred, pool_labels_np, labeled_np | ~known_np)
       queried: list[int] = []
       if r < al.num_rounds:
         take = min(al.batch, al.budget - spent)
@@ -345,9 +441,10 @@ def run(
               f"{tag} strategy returned an invalid selection in round {r}: {picked.tolist()}"
           )
       num_pseudo_used = int(pseudo_mask.sum())
+      checkable = pseudo_mask & known_np
       pseudo_correct = (
-          float(np.mean(pseudo_labels[pseudo_mask] == pool_labels_np[pseudo_mask]))
-          if num_pseudo_used else None
+          float(np.mean(pseudo_labels[checkable] == pool_labels_np[checkable]))
+          if checkable.any() else None
       )
       if pseudo_fn is not None and queried:
         after = labeled_np.copy()
@@ -360,12 +457,20 @@ def run(
       else:
         pseudo_mask = np.zeros_like(pseudo_mask)
       query_seconds = time.perf_counter() - t0
+      if r in embedding_rounds:
+        idx = np.union1d(embedding_sample, np.asarray(queried, np.int64))
+        report.save_embeddings(
+            os.path.join(workdir, "embeddings", f"round_{r}.npz"), round=r, indices=idx,
+            features=np.asarray(feats[idx]), labels=pool_labels_np[idx],
+            labeled=labeled_np[idx], queried=np.isin(idx, queried),
+        )
 
       record = {
           "round": r,
           "num_labeled": int(labeled_np.sum()),
           "test_accuracy": test_acc,
-          "unlabeled_error_rate": err,
+          # None (JSON null) when no unlabeled sample has a known label.
+          "unlabeled_error_rate": err if math.isfinite(err) else None,
           "train_loss": loss,
           "train_seconds": train_seconds,
           "eval_seconds": eval_seconds,
@@ -375,6 +480,10 @@ def run(
       if strat.pseudo is not None:
         record["num_pseudo"] = num_pseudo_used  # pseudo-labels this round trained on
         record["pseudo_accuracy"] = pseudo_correct
+      if queried and callable(oracle):
+        record["labels"] = hitl.oracle_labels(oracle, queried, num_classes)
+        labels_np[queried] = record["labels"]
+        pool_labels = jnp.asarray(labels_np)
       records.append(record)
       labeled_np[queried] = True
       spent += len(queried)
@@ -391,16 +500,24 @@ def run(
           f"acc {test_acc:.4f}  unlabeled err {err:.4f}  "
           f"train {train_seconds:.1f}s  query {query_seconds:.2f}s"
       )
+      if oracle == "csv" and queried:
+        pending = hitl.csv_path(workdir, r)
+        hitl.write_queries(pending, queried, paths=dataset.pool_paths)
+        log(f"{tag} round {r}: {len(queried)} samples to label in {pending}: fill in its "
+            "label column and run again to continue")
+        break
   finally:
     if ckpt is not None:
       ckpt.close()
 
   accuracies = [rec["test_accuracy"] for rec in records]
+  # Labels whose effect was measured: not those still waiting for a person.
+  measured = spent - (len(records[-1]["queried"]) if pending else 0)
   summary = {
       "strategy": strategy,
       "dataset": dataset.name,
       "seed": seed,
-      "aubc": metrics.aubc(accuracies, budget=spent, batch=al.batch),
+      "aubc": metrics.aubc(accuracies, budget=measured, batch=al.batch) if measured else None,
       "f_acc": metrics.final_accuracy(accuracies),
       "accuracies": accuracies,
       "num_labeled": [rec["num_labeled"] for rec in records],
@@ -408,10 +525,10 @@ def run(
       "traces": dict(traces),
       "seconds": time.perf_counter() - start_all,
   }
+  if oracle == "csv":
+    summary["pending_labels"] = pending
   if workdir is not None:
     _write_json(os.path.join(workdir, "summary.json"), summary)
-    from msal_jax import report  # matplotlib is imported only when plotting
-
     report.plot_curves({strategy: [summary]}, os.path.join(workdir, "curve.png"))
   summary["rounds"] = records
   return summary
