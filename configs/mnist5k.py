@@ -8,13 +8,32 @@ shuffled with a fixed seed into a 4,000-image pool and a 1,000-image test set.
 Compares random, entropy, msal and msal_d over 2 seeds: 100 initial labels,
 then 5 rounds of 100 (budget 500), 30 epochs per round, retrained from scratch.
 What it gives and how long it takes on a 2-core CPU: see README.md ("Results").
+
+Every registered strategy (msal_jax.strategies.STRATEGIES: the paper's
+baselines, MC-dropout, CEAL, k-means, k-center, BADGE, DBAL and the X(MSAL) /
+X(MSAL-D) combinations), same settings, one seed:
+
+  python -m experiments.run --config=configs/mnist5k.py:all
+
+Runtime of the `:all` variant: docs/results.md.
 """
 
 from experiments import defaults
 
+VARIANTS = ("default", "all")
 
-def get_config():
+
+def get_config(variant: str | None = None):
   config = defaults.get_config()  # the defaults are this config's settings
   config.data.name = "mnist5k"
   config.data.source = "embedded"
+  name = variant or "default"
+  if name not in VARIANTS:
+    raise ValueError(f"config variant {variant!r}: allowed {', '.join(VARIANTS)} "
+                     "(--config=configs/mnist5k.py:all).")
+  if name == "all":
+    from msal_jax import strategies  # the registry, in its order
+
+    config.strategies = tuple(strategies.STRATEGIES)
+    config.seeds = (0,)
   return config

@@ -136,3 +136,14 @@ def test_variant_and_override_on_the_command_line():
   values(argv)
   exp = experiment.Experiment.from_config(holder.value)
   assert exp.model.arch == "small_cnn" and exp.imbalance == 0.01 and exp.dataset == "cifar100"
+
+
+def test_mnist5k_all_runs_every_registered_strategy():
+  from msal_jax import strategies
+
+  module = _load(os.path.join(ROOT, "configs", "mnist5k.py"))
+  exp = experiment.Experiment.from_config(module.get_config("all"))
+  assert set(exp.strategies) == set(strategies.STRATEGIES)
+  assert len(exp.strategies) == len(strategies.STRATEGIES) >= 30
+  with pytest.raises(ValueError, match="variant 'bogus'"):
+    module.get_config("bogus")
