@@ -149,7 +149,11 @@ def margin(logits: ArrayLike) -> jax.Array:
   ``(exp(x_(2) - x_(1)) - 1) / s`` from the two largest logits.
   """
   d, _, s = _shifted(logits)
-  second = jax.lax.top_k(d, 2)[0][:, 1]
+  # The second largest of d = x - max x (whose largest is exactly 0): 0 again
+  # when the maximum is tied, else the largest negative entry. Two row
+  # reductions; lax.top_k(d, 2) over short rows was ~10x slower on XLA:CPU.
+  tied = jnp.sum(d == 0, axis=-1) >= 2
+  second = jnp.where(tied, 0.0, jnp.max(jnp.where(d < 0, d, -jnp.inf), axis=-1))
   return (jnp.exp(second) - 1.0) / s
 
 

@@ -251,6 +251,11 @@ def test_uncertainty_hand_cases():
       scoring.entropy(two), [-(0.75 * math.log(0.75) + 0.25 * math.log(0.25))], rtol=1e-6)
   np.testing.assert_allclose(scoring.margin(two), [0.25 - 0.75], atol=1e-6)
   np.testing.assert_allclose(scoring.least_confidence(two), [0.25], atol=1e-6)
+  # A tied maximum: p = (0.4, 0.4, 0.2) for logits (log 2, log 2, 0): margin 0 exactly;
+  # one maximum and a tied runner-up: p = (1/2, 1/4, 1/4), margin 1/4 - 1/2.
+  tied = jnp.array([[math.log(2.0), math.log(2.0), 0.0], [math.log(2.0), 0.0, 0.0]])
+  np.testing.assert_allclose(scoring.margin(tied), [0.0, -0.25], atol=1e-6)
+  np.testing.assert_allclose(scoring.least_confidence(tied), [0.6, 0.5], atol=1e-6)
 
 
 def test_uncertainty_extreme_logits_are_finite():
