@@ -41,6 +41,25 @@ class RoundCheckpointer:
         self.directory,
         options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
     )
+    self._pending: int | None = None  # the step being written in the background
+
+  def _wait(self) -> None:
+    """Waits for the pending write; a failed one becomes a clear ``OSError``."""
+    step, self._pending = self._pending, None
+    try:
+      self._manager.wait_until_finished()
+    except Exception as e:  # orbax/tensorstore wrap the OS error in long messages
+      text = str(e)
+      reason = ("no space left on device" if "No space left" in text or "os_error_code='28'" in text
+                else text.splitlines()[0][:300] if text else type(e).__name__)
+      latest = self._manager.latest_step()
+      kept = (f"the checkpoint of round {latest} is intact" if latest is not None
+              else "no earlier checkpoint exists")
+      raise OSError(
+          f"checkpoint of round {step} could not be written under {self.directory}: {reason}. "
+          f"Its partial files are ignored and {kept}; fix the cause and rerun the same command "
+          "to resume from there."
+      ) from e
 
   def latest_step(self) -> int | None:
     """The newest complete step, or ``None``."""
@@ -69,6 +88,8 @@ class RoundCheckpointer:
     if pseudo is not None:
       tree["pseudo_mask"] = np.asarray(pseudo[0], bool)
       tree["pseudo_labels"] = np.asarray(pseudo[1], np.int32)
+    self._wait()  # the previous round's write must have succeeded
+    self._pending = step
     self._manager.save(
         step,
         args=ocp.args.Composite(state=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(meta)),
@@ -87,6 +108,8 @@ class RoundCheckpointer:
     return jax.tree.map(np.asarray, out)
 
   def close(self) -> None:
-    """Waits for pending writes and releases the manager."""
-    self._manager.wait_until_finished()
-    self._manager.close()
+    """Waits for pending writes (:class:`OSError` if one failed), releases the manager."""
+    try:
+      self._wait()
+    finally:
+      self._manager.close()

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -178,3 +179,59 @@ def test_non_finite_loss_stops_with_round_and_step_and_keeps_last_checkpoint(tmp
   ckpt = RoundCheckpointer(str(tmp_path / "checkpoints"))
   assert ckpt.latest_step() == 1
   ckpt.close()
+
+
+def _tmpfs(path, size):
+  """Mounts a tmpfs of ``size`` at ``path``; skips where mounting is not allowed."""
+  os.makedirs(path, exist_ok=True)
+  proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                        capture_output=True, text=True)
+  if proc.returncode != 0:
+    pytest.skip(f"cannot mount a tmpfs to fill up here: {proc.stderr.strip()}")
+
+
+def test_disk_full_at_save_time_is_a_clear_error_and_resumable(tmp_path):
+  from msal_jax import data, loop
+
+  full = data.load("mnist5k")
+  ds = data.Dataset("tiny", full.pool_images[:200], full.pool_labels[:200], full.test_images[:50],
+                    full.test_labels[:50], 10, full.class_names, full.mean, full.std)
+  disk = tmp_path / "disk"
+  _tmpfs(disk, "8m")
+  try:
+    workdir = disk / "run"
+    filler = disk / "filler"
+
+    def fill_up(line):  # after round 1 is reported, the disk fills up
+      if "round 1/" in line and not filler.exists():
+        with open(filler, "wb") as f:
+          try:
+            while True:
+              f.write(b"\0" * 65536)
+              f.flush()
+          except OSError:
+            pass
+
+    kwargs = dict(
+        strategy="msal", seed=0, max_to_keep=None,
+        al=loop.ActiveLearningConfig(initial=20, batch=10, budget=40),
+        model=loop.ModelConfig(trunk_kwargs={"widths": (4,), "hidden": 8}),
+        train=loop.TrainConfig(epochs=1, batch_size=16),
+    )
+    with pytest.raises(OSError, match=r"checkpoint of round (\d+) could not be written .*"
+                                      r"no space left on device") as err:
+      loop.run(ds, workdir=str(workdir), log=fill_up, **kwargs)
+    failed = int(re.search(r"round (\d+)", str(err.value)).group(1))
+    assert failed >= 1 and f"round {failed - 1} is intact" in str(err.value)
+    ckpt = RoundCheckpointer(str(workdir / "checkpoints"), max_to_keep=None)
+    assert ckpt.latest_step() == failed - 1
+    assert ckpt.restore_state(failed - 1)["labeled"].sum() == 20 + 10 * failed
+    ckpt.close()
+    # Space again: the same call resumes and ends where an uninterrupted run ends.
+    filler.unlink()
+    resumed = loop.run(ds, workdir=str(workdir), log=lambda s: None, **kwargs)
+    reference = loop.run(ds, workdir=str(tmp_path / "ref"), log=lambda s: None, **kwargs)
+    assert resumed["accuracies"] == reference["accuracies"]
+    assert _rounds(workdir) == _rounds(tmp_path / "ref")
+  finally:
+    subprocess.run(["umount", str(disk)], capture_output=True)
