@@ -236,6 +236,9 @@ def bench_size(n, names, args, rows, notes):
   labeled = jnp.asarray(labeled_np)
   outputs = pool_outputs(pool, args)
   del pool
+  # The host-to-device copies are asynchronous: finish them before any timing
+  # (else the first strategy timed would pay for them).
+  jax.block_until_ready(outputs)
   key = jax.random.PRNGKey(0)
   large = n > 100_000
   repeats = args.large_repeats if large else args.repeats
