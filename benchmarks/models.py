@@ -42,7 +42,9 @@ Threads: --threads=0 (default) keeps the libraries' defaults (XLA:CPU sizes its 
 the machine's cores, torch uses one thread per core); --threads=1 runs both on one
 thread (XLA flags as in benchmarks/strategies.py, torch.set_num_threads(1)); --threads=N
 > 1 sets torch's threads only (XLA has no flag for a pool size). Other XLA flags come in
-through the XLA_FLAGS environment variable and are printed in the header.
+through the XLA_FLAGS environment variable and are printed in the header. On a shared
+machine whose load average exceeds its cores, torch's default OpenMP threads slow it down
+5-9x (XLA hardly changes): compare frameworks there with --threads=1.
 """
 
 from __future__ import annotations
