@@ -4,6 +4,8 @@ CPU convolutions are slow."""
 
 from __future__ import annotations
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -323,3 +325,155 @@ def test_make_model_errors(kwargs, match):
   arch = kwargs.pop("arch")
   with pytest.raises(ValueError, match=match):
     models.make_model(arch, num_classes=10, **kwargs)
+
+
+# -- im2col + matmul convolutions on small maps -----------------------------------
+
+# (kernel, stride, padding, cin, cout, H, W) of ResNet18's convs on 28x28 MNIST
+# ("imagenet" stem: layer1 7x7, layer2 4x4, layer3 2x2, layer4 1x1) and on 32x32
+# CIFAR (layer4 at 2x2), a 3x3 map, a non-square map and the 7x7 stem on a tiny
+# input; the last field says whether the im2col path applies (else lax's conv).
+_RESNET_CONV_CASES = [
+  ((1, 1, 0, 1, 3, 28, 28), True),  # gray_to_rgb (with bias)
+  ((7, 2, 3, 3, 64, 28, 28), False),  # stem_conv -> 14x14
+  ((7, 2, 3, 3, 64, 3, 4), True),  # stem_conv on a tiny non-square input -> 2x2
+  ((3, 1, 1, 64, 64, 7, 7), False),  # layer1
+  ((3, 2, 1, 64, 128, 7, 7), False),  # layer2_0 conv1 -> 4x4
+  ((1, 2, 0, 64, 128, 7, 7), True),  # layer2_0 downsample -> 4x4
+  ((3, 1, 1, 128, 128, 4, 4), False),  # layer2 at 4x4
+  ((3, 2, 1, 128, 256, 4, 4), True),  # layer3_0 conv1 -> 2x2
+  ((1, 2, 0, 128, 256, 4, 4), True),  # layer3_0 downsample -> 2x2
+  ((3, 1, 1, 256, 256, 2, 2), True),  # layer3 at 2x2
+  ((3, 2, 1, 256, 512, 2, 2), True),  # layer4_0 conv1 -> 1x1
+  ((1, 2, 0, 256, 512, 2, 2), True),  # layer4_0 downsample -> 1x1
+  ((3, 1, 1, 512, 512, 1, 1), True),  # layer4 at 1x1
+  ((3, 2, 1, 256, 512, 4, 4), True),  # CIFAR layer4_0 conv1 -> 2x2
+  ((3, 1, 1, 512, 512, 2, 2), True),  # CIFAR layer4 at 2x2
+  ((3, 1, 1, 32, 48, 3, 3), False),  # 3x3 map: 9 positions
+  ((3, 1, 1, 32, 48, 2, 3), True),  # non-square 2x3
+  ((3, 2, 1, 32, 48, 3, 5), True),  # non-square, stride 2 -> 2x3
+  ((3, 2, 1, 32, 48, 1, 1), True),  # stride 2 on 1x1: only the centre tap reads input
+]
+
+
+@pytest.mark.parametrize(
+  ("case", "im2col"),
+  _RESNET_CONV_CASES,
+  ids=["k{}s{}p{}_{}to{}_{}x{}".format(*c) for c, _ in _RESNET_CONV_CASES],
+)
+def test_small_map_conv_matches_nn_conv(case, im2col):
+  k, s, p, cin, cout, h, w = case
+  bias = cin == 1  # gray_to_rgb has a bias; the rest do not
+  ref = nn.Conv(cout, (k, k), s, padding=p, use_bias=bias, kernel_init=resnet._conv_init)
+  new = nn.Conv(
+    cout,
+    (k, k),
+    s,
+    padding=p,
+    use_bias=bias,
+    kernel_init=resnet._conv_init,
+    conv_general_dilated=resnet.conv_general_dilated,
+  )
+  kx, kv, kc = jax.random.split(jax.random.key(0), 3)
+  x = jax.random.normal(kx, (2, h, w, cin))
+  variables = ref.init(kv, x)
+  assert jax.tree.map(jnp.shape, new.init(kv, x)) == jax.tree.map(jnp.shape, variables)
+  y_ref = ref.apply(variables, x)
+  cot = jax.random.normal(kc, y_ref.shape)
+
+  def value_and_grads(module):
+    def loss(variables, x):
+      y = module.apply(variables, x)
+      return jnp.sum(y * cot), y
+
+    return jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True))(variables, x)
+
+  jaxpr = str(jax.make_jaxpr(lambda v, x: new.apply(v, x))(variables, x))
+  assert ("conv_general_dilated" not in jaxpr) == im2col
+  (_, y_a), (gv_a, gx_a) = value_and_grads(ref)
+  (_, y_b), (gv_b, gx_b) = value_and_grads(new)
+  assert y_b.shape == y_ref.shape
+  tol = {"rtol": 1e-5, "atol": 1e-5}
+  np.testing.assert_allclose(np.asarray(y_b), np.asarray(y_a), **tol)
+  np.testing.assert_allclose(np.asarray(gx_b), np.asarray(gx_a), **tol)
+  for name in gv_a["params"]:
+    np.testing.assert_allclose(
+      np.asarray(gv_b["params"][name]), np.asarray(gv_a["params"][name]), err_msg=name, **tol
+    )
+
+
+def _expected_resnet18_shapes(stem: str, channels: int) -> tuple[dict, dict]:
+  """ResNet18's parameter and batch-stat paths and shapes, written out by hand."""
+  params, stats = {}, {}
+
+  def bn(name, c):
+    params.update({f"{name}/scale": (c,), f"{name}/bias": (c,)})
+    stats.update({f"{name}/mean": (c,), f"{name}/var": (c,)})
+
+  if channels == 1:
+    params.update({"gray_to_rgb/kernel": (1, 1, 1, 3), "gray_to_rgb/bias": (3,)})
+  k = 7 if stem == "imagenet" else 3
+  params["stem_conv/kernel"] = (k, k, 3, 64)
+  bn("stem_bn", 64)
+  cin = 64
+  for stage, width in enumerate((64, 128, 256, 512)):
+    for block in range(2):
+      name = f"layer{stage + 1}_{block}"
+      params[f"{name}/conv1/kernel"] = (3, 3, cin, width)
+      bn(f"{name}/bn1", width)
+      params[f"{name}/conv2/kernel"] = (3, 3, width, width)
+      bn(f"{name}/bn2", width)
+      if cin != width or (stage > 0 and block == 0):
+        params[f"{name}/downsample_conv/kernel"] = (1, 1, cin, width)
+        bn(f"{name}/downsample_bn", width)
+      cin = width
+  return params, stats
+
+
+@pytest.mark.parametrize(("stem", "channels"), [("imagenet", 1), ("imagenet", 3), ("cifar", 3)])
+def test_resnet18_param_tree_is_the_nn_conv_one(stem, channels):
+  # 28x28: layer3 and layer4 (imagenet stem) run on 2x2 and 1x1 maps, i.e. the
+  # im2col path; the tree must be exactly the hand-written nn.Conv one.
+  variables = _init_shapes(resnet.ResNet18(stem=stem), (2, 28, 28, channels), train=False)
+  assert set(variables) == {"params", "batch_stats"}
+  got = {
+    name: tuple(v.shape)
+    for name, v in traverse_util.flatten_dict(variables["params"], sep="/").items()
+  }
+  got_stats = {
+    name: tuple(v.shape)
+    for name, v in traverse_util.flatten_dict(variables["batch_stats"], sep="/").items()
+  }
+  want, want_stats = _expected_resnet18_shapes(stem, channels)
+  assert got == want
+  assert got_stats == want_stats
+
+
+def test_resnet18_matches_its_plain_nn_conv_definition(monkeypatch):
+  # The definition before the im2col convs: plain nn.Conv everywhere. Same
+  # initialised values from the same key, and (on 28x28, where layer3 and
+  # layer4 take the im2col path) the same outputs from the same variables.
+  x = jax.random.normal(jax.random.key(0), (2, 28, 28, 1))
+  model = resnet.ResNet18(stem="imagenet")
+  init = lambda: jax.jit(lambda x: model.init(jax.random.key(1), x, train=False))(x)
+  fwd = lambda v: jax.jit(lambda v, x: model.apply(v, x, train=False))(v, x)
+  variables = init()
+  h = fwd(variables)
+  with monkeypatch.context() as m:
+    m.setattr(resnet, "conv_general_dilated", jax.lax.conv_general_dilated)
+    m.setattr(
+      resnet,
+      "_Conv",
+      functools.partial(nn.Conv, use_bias=False, kernel_init=resnet._conv_init),
+    )
+    ref_variables = init()
+    h_ref = fwd(ref_variables)
+    jaxpr = str(jax.make_jaxpr(lambda v: model.apply(v, x, train=False))(variables))
+  assert jaxpr.count("conv_general_dilated") == 21  # 1 + 1 + 16 + 3: all convs in lax
+  # With the hook: only the stem, layer1 and layer2's 3x3 convs (>= 4x4 maps).
+  jaxpr = str(jax.make_jaxpr(lambda v: model.apply(v, x, train=False))(variables))
+  assert jaxpr.count("conv_general_dilated") == 1 + 4 + 4
+  assert jax.tree.structure(ref_variables) == jax.tree.structure(variables)
+  for a, b in zip(jax.tree.leaves(ref_variables), jax.tree.leaves(variables), strict=True):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  np.testing.assert_allclose(np.asarray(h), np.asarray(h_ref), rtol=1e-4, atol=1e-5)
