@@ -2,8 +2,10 @@ r"""MNIST with the paper's protocol (Table 1): ResNet18 with the 7x7 stem.
 
 500 initial labels, 250 per round up to a budget of 10,000 (40 rounds),
 20 epochs per round with Adam 1e-3 and batch 128, radius rho = 0.1,
-MSAL-D pre-filter beta = 5, 3 seeds. Needs a GPU: a ResNet18 train step runs
-at a few images per second on a CPU.
+MSAL-D pre-filter beta = 5, 3 seeds. Meant for a GPU: on a 2-core CPU a
+ResNet18 train step runs at about 190 images/s and inference at about 770
+(docs/benchmarks.md), i.e. roughly 7 hours per (strategy, seed) (an estimate
+from those rates, not a measured run).
 
   python -m experiments.run --config=configs/mnist.py --config.data.dir=/path/to/mnist
   # or, with MNIST prepared for TFDS (array_record): --config.data.source=tfds
