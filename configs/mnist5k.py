@@ -11,7 +11,8 @@ What it gives and how long it takes on a 2-core CPU: see README.md ("Results").
 
 Every registered strategy (msal_jax.strategies.STRATEGIES: the paper's
 baselines, MC-dropout, CEAL, k-means, k-center, BADGE, DBAL and the X(MSAL) /
-X(MSAL-D) combinations), same settings, one seed:
+X(MSAL-D) combinations), same settings with dropout 0.25 before the head
+(the MC-dropout strategies need it), one seed:
 
   python -m experiments.run --config=configs/mnist5k.py:all
 
@@ -36,4 +37,7 @@ def get_config(variant: str | None = None):
 
     config.strategies = tuple(strategies.STRATEGIES)
     config.seeds = (0,)
+    # The MC-dropout strategies need a dropout layer (before the head); every
+    # strategy then trains the same network, with this rate (our choice).
+    config.model.dropout_rate = 0.25
   return config

@@ -151,7 +151,7 @@ class Experiment:
     ):
       raise ValueError(f"data.imbalance_seed must be an integer >= 0, got {imbalance_seed!r}.")
     rounds = config.al.get("rounds")
-    return cls(
+    exp = cls(
         dataset=config.data.name,
         source=source,
         data_dir=data_dir,
@@ -186,6 +186,13 @@ class Experiment:
         **_tsne_settings(config, rounds if rounds is not None else
                          metrics.num_rounds(config.al.budget, config.al.batch)),
     )
+    mc = [n for n in names if strategies.get(n).needs_mc]
+    if mc and exp.model.dropout_rate <= 0:
+      raise ValueError(
+          f"model.dropout_rate must be > 0 for the MC-dropout strategies {', '.join(mc)} "
+          f"(got {exp.model.dropout_rate}): e.g. --config.model.dropout_rate=0.25."
+      )
+    return exp
 
   @property
   def multi(self) -> bool:

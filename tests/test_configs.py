@@ -147,3 +147,12 @@ def test_mnist5k_all_runs_every_registered_strategy():
   assert len(exp.strategies) == len(strategies.STRATEGIES) >= 30
   with pytest.raises(ValueError, match="variant 'bogus'"):
     module.get_config("bogus")
+
+
+def test_mnist5k_all_has_the_dropout_the_mc_strategies_need():
+  module = _load(os.path.join(ROOT, "configs", "mnist5k.py"))
+  assert experiment.Experiment.from_config(module.get_config("all")).model.dropout_rate == 0.25
+  config = module.get_config("all")
+  config.model.dropout_rate = 0.0
+  with pytest.raises(ValueError, match=r"model.dropout_rate must be > 0 .*bald"):
+    experiment.Experiment.from_config(config)

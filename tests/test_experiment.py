@@ -91,6 +91,7 @@ def test_multi_run_writes_subfolders_and_table(tmp_path):
         ("--config.al.beta=0.5", "al.beta must be a number >= 1"),
         ("--config.data.dir=/no/such/dir", "does not exist"),
         ("--config.seeds=(-1,)", "seeds must be integers >= 0"),
+        ("--config.strategies=('msal', 'bald')", "model.dropout_rate must be > 0"),
     ],
 )
 def test_bad_input_fails_before_training(tmp_path, override, match):
