@@ -186,12 +186,7 @@ class Experiment:
         **_tsne_settings(config, rounds if rounds is not None else
                          metrics.num_rounds(config.al.budget, config.al.batch)),
     )
-    mc = [n for n in names if strategies.get(n).needs_mc]
-    if mc and exp.model.dropout_rate <= 0:
-      raise ValueError(
-          f"model.dropout_rate must be > 0 for the MC-dropout strategies {', '.join(mc)} "
-          f"(got {exp.model.dropout_rate}): e.g. --config.model.dropout_rate=0.25."
-      )
+    loop.check_dropout(names, exp.model)  # before any run starts, for all of them
     return exp
 
   @property

@@ -214,6 +214,18 @@ def _write_rounds(path: str, records: list[dict[str, Any]]) -> None:
   os.replace(tmp, path)
 
 
+
+def check_dropout(names: Sequence[str], model: ModelConfig) -> None:
+  """The MC-dropout strategies among ``names`` need ``model.dropout_rate > 0``."""
+  mc = [n for n in names if strategies.get(n).needs_mc]
+  if mc and model.dropout_rate <= 0:
+    raise ValueError(
+        f"model.dropout_rate must be > 0 for the MC-dropout strategies {', '.join(mc)} "
+        f"(got {model.dropout_rate}): set model.dropout_rate > 0, e.g. 0.25 "
+        "(--config.model.dropout_rate=0.25)."
+    )
+
+
 def run(
     dataset: Dataset,
     *,
@@ -279,11 +291,7 @@ def run(
   if num_classes < 2:
     raise ValueError(f"dataset {dataset.name!r} has {num_classes} classes; at least 2 are needed.")
 
-  if strat.needs_mc and model.dropout_rate <= 0:
-    raise ValueError(
-        f"strategy {strategy!r} samples MC-dropout passes: set model.dropout_rate > 0 "
-        f"(got {model.dropout_rate})."
-    )
+  check_dropout([strategy], model)
   net = model.build(num_classes, strat.head, dataset.image_shape)
   protos = prototypes.simplex(num_classes) if strat.head == "max_sep" else None
   trainer = Trainer(
