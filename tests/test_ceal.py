@@ -5,17 +5,14 @@ import shutil
 import numpy as np
 import pytest
 
-from msal_jax import data, loop, strategies
+from msal_jax import loop, strategies
 
 TIMING = ("train_seconds", "eval_seconds", "query_seconds")
 
 
 @pytest.fixture(scope="module")
-def tiny():
-  full = data.load("mnist5k")
-  return data.Dataset("tiny", full.pool_images[:200], full.pool_labels[:200],
-                      full.test_images[:50], full.test_labels[:50], 10, full.class_names,
-                      full.mean, full.std)
+def tiny(mnist5k_head):
+  return mnist5k_head(200, 50)
 
 
 def _run(tiny, strategy, workdir=None, rounds=None, **al):

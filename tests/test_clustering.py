@@ -348,11 +348,8 @@ def test_strategy_contract(name):
 
 
 @pytest.fixture(scope="module")
-def tiny() -> data.Dataset:
-  full = data.load("mnist5k")
-  return data.Dataset("tiny", full.pool_images[:200], full.pool_labels[:200],
-                      full.test_images[:50], full.test_labels[:50], 10, full.class_names,
-                      full.mean, full.std)
+def tiny(mnist5k_head) -> data.Dataset:
+  return mnist5k_head(200, 50)
 
 
 @pytest.mark.parametrize("name", NAMES)

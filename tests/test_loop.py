@@ -11,15 +11,8 @@ TINY_TRUNK = {"widths": (4, 8), "hidden": 16}
 
 
 @pytest.fixture(scope="module")
-def tiny() -> data.Dataset:
-  full = data.load("mnist5k")
-  return data.Dataset(
-      name="mnist5k-tiny",
-      pool_images=full.pool_images[:300], pool_labels=full.pool_labels[:300],
-      test_images=full.test_images[:100], test_labels=full.test_labels[:100],
-      num_classes=full.num_classes, class_names=full.class_names,
-      mean=full.mean, std=full.std,
-  )
+def tiny(mnist5k_head) -> data.Dataset:
+  return mnist5k_head(300, 100, "mnist5k-tiny")
 
 
 def _run(tiny, strategy, seed=0, rounds=3, budget=30, batch=10, initial=20):

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from msal_jax import data, loop, models, scoring, strategies
+from msal_jax import loop, models, scoring, strategies
 from msal_jax.train import Trainer
 
 
@@ -89,11 +89,8 @@ def test_registry_has_the_mc_strategies():
 
 
 @pytest.fixture(scope="module")
-def tiny():
-  full = data.load("mnist5k")
-  return data.Dataset("tiny", full.pool_images[:200], full.pool_labels[:200],
-                      full.test_images[:50], full.test_labels[:50], 10, full.class_names,
-                      full.mean, full.std)
+def tiny(mnist5k_head):
+  return mnist5k_head(200, 50)
 
 
 @pytest.mark.parametrize("strategy", ["bald", "var_ratio_msal"])

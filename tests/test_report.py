@@ -208,15 +208,8 @@ def test_tsne_rounds_are_checked():
 
 
 @pytest.fixture(scope="module")
-def tiny() -> data.Dataset:
-  full = data.load("mnist5k")
-  return data.Dataset(
-      name="mnist5k-tiny",
-      pool_images=full.pool_images[:300], pool_labels=full.pool_labels[:300],
-      test_images=full.test_images[:100], test_labels=full.test_labels[:100],
-      num_classes=full.num_classes, class_names=full.class_names,
-      mean=full.mean, std=full.std,
-  )
+def tiny(mnist5k_head) -> data.Dataset:
+  return mnist5k_head(300, 100, "mnist5k-tiny")
 
 
 def test_sweep_folders_one_per_value():

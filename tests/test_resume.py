@@ -156,12 +156,11 @@ def test_unwritable_workdir(tmp_path):
     experiment.prepare_workdir(ml_collections.ConfigDict({"a": 1}), str(blocker / "sub"))
 
 
-def test_non_finite_loss_stops_with_round_and_step_and_keeps_last_checkpoint(tmp_path):
-  from msal_jax import data, loop
+def test_non_finite_loss_stops_with_round_and_step_and_keeps_last_checkpoint(tmp_path,
+                                                                              mnist5k_head):
+  from msal_jax import loop
 
-  full = data.load("mnist5k")
-  ds = data.Dataset("tiny", full.pool_images[:200], full.pool_labels[:200], full.test_images[:50],
-                    full.test_labels[:50], 10, full.class_names, full.mean, full.std)
+  ds = mnist5k_head(200, 50)
   kwargs = dict(
       strategy="msal", seed=0, workdir=str(tmp_path), log=lambda s: None,
       al=loop.ActiveLearningConfig(initial=20, batch=10, budget=30),
@@ -190,12 +189,10 @@ def _tmpfs(path, size):
     pytest.skip(f"cannot mount a tmpfs to fill up here: {proc.stderr.strip()}")
 
 
-def test_disk_full_at_save_time_is_a_clear_error_and_resumable(tmp_path):
-  from msal_jax import data, loop
+def test_disk_full_at_save_time_is_a_clear_error_and_resumable(tmp_path, mnist5k_head):
+  from msal_jax import loop
 
-  full = data.load("mnist5k")
-  ds = data.Dataset("tiny", full.pool_images[:200], full.pool_labels[:200], full.test_images[:50],
-                    full.test_labels[:50], 10, full.class_names, full.mean, full.std)
+  ds = mnist5k_head(200, 50)
   disk = tmp_path / "disk"
   _tmpfs(disk, "8m")
   try:
