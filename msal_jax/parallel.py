@@ -428,6 +428,37 @@ def check_feature_width(name, features, prototypes):
         "outputs for prototypes.simplex(C).")
 
 
+def msal_d_inputs(features: Any, prototypes: Any, *, budget: int, beta: float,
+                  uncertainty: Any = None, logits: Any = None, score: str | None = None
+                  ) -> tuple[dict[str, Any], str]:
+  """Checks MSAL-D's arguments (shared with :func:`msal_jax.streaming.msal_d`).
+
+  Returns the input arrays by name (``ROW_AXIS`` keys) and the name of the
+  pre-filter score: ``"given"`` (``uncertainty``), a ``scoring.UNCERTAINTY``
+  name (computed from ``logits``) or ``"msal"``.
+  """
+  if not (isinstance(beta, (int, float)) and beta >= 1):
+    raise ValueError(f"msal_d: beta must be a number >= 1 (static), got {beta!r}.")
+  _check_k("msal_d", budget)
+  check_feature_width("msal_d", features, prototypes)
+  arrays: dict[str, Any] = {"features": features, "prototypes": prototypes}
+  if uncertainty is not None and (logits is not None or score is not None):
+    raise ValueError("msal_d: pass either uncertainty or logits and score, not both.")
+  if uncertainty is not None:
+    if np.shape(uncertainty) != (np.shape(features)[0],):
+      raise ValueError(f"msal_d: uncertainty must be [N={np.shape(features)[0]}], got shape "
+                       f"{np.shape(uncertainty)}.")
+    arrays["uncertainty"] = uncertainty
+    return arrays, "given"
+  if score is not None:
+    if score not in scoring.UNCERTAINTY or logits is None:
+      raise ValueError(f"msal_d: score must be one of {sorted(scoring.UNCERTAINTY)} and "
+                       f"needs logits; got score={score!r}.")
+    arrays["logits"] = logits
+    return arrays, score
+  return arrays, "msal"
+
+
 def msal_d(features: ArrayLike, prototypes: ArrayLike, labeled: ArrayLike, *, budget: int,
            beta: float, mesh: Mesh, uncertainty: ArrayLike | None = None,
            logits: ArrayLike | None = None, score: str | None = None) -> jax.Array:
@@ -451,25 +482,8 @@ def msal_d(features: ArrayLike, prototypes: ArrayLike, labeled: ArrayLike, *, bu
   Returns:
     ``[budget] int32`` pool indices in query order, ``-1`` padded.
   """
-  if not (isinstance(beta, (int, float)) and beta >= 1):
-    raise ValueError(f"msal_d: beta must be a number >= 1 (static), got {beta!r}.")
-  _check_k("msal_d", budget)
-  check_feature_width("msal_d", features, prototypes)
-  arrays: dict[str, Any] = {"features": features, "prototypes": prototypes}
-  if uncertainty is not None and (logits is not None or score is not None):
-    raise ValueError("msal_d: pass either uncertainty or logits and score, not both.")
-  if uncertainty is not None:
-    arrays["uncertainty"], name = uncertainty, "given"
-    if np.shape(uncertainty) != (np.shape(features)[0],):
-      raise ValueError(f"msal_d: uncertainty must be [N={np.shape(features)[0]}], got shape "
-                       f"{np.shape(uncertainty)}.")
-  elif score is not None:
-    if score not in scoring.UNCERTAINTY or logits is None:
-      raise ValueError(f"msal_d: score must be one of {sorted(scoring.UNCERTAINTY)} and "
-                       f"needs logits; got score={score!r}.")
-    arrays["logits"], name = logits, score
-  else:
-    name = "msal"
+  arrays, name = msal_d_inputs(features, prototypes, budget=budget, beta=beta,
+                               uncertainty=uncertainty, logits=logits, score=score)
   num = _pool_size("msal_d", arrays, labeled)
   m = selection.num_candidates(budget, beta, num)
   placed, labeled = _place(arrays, labeled, mesh)

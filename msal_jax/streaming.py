@@ -260,23 +260,8 @@ def msal_d(features: Any, prototypes: ArrayLike, labeled: Any, *, budget: int, b
       (the "X(MSAL-D)" strategies); default MSAL's ``-max cos``.
     chunk_size, mesh, nonfinite, progress: see :func:`stream_top_k`.
   """
-  if not (isinstance(beta, (int, float)) and beta >= 1):
-    raise ValueError(f"msal_d: beta must be a number >= 1 (static), got {beta!r}.")
-  if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
-    raise ValueError(f"msal_d: k must be a Python int >= 1 (static), got {budget!r}.")
-  parallel.check_feature_width("msal_d", features, prototypes)
-  sources: dict[str, Any] = {"features": features, "prototypes": prototypes}
-  if uncertainty is not None and (logits is not None or score is not None):
-    raise ValueError("msal_d: pass either uncertainty or logits and score, not both.")
-  if uncertainty is not None:
-    sources["uncertainty"], name = uncertainty, "given"
-  elif score is not None:
-    if score not in scoring.UNCERTAINTY or logits is None:
-      raise ValueError(f"msal_d: score must be one of {sorted(scoring.UNCERTAINTY)} and "
-                       f"needs logits; got score={score!r}.")
-    sources["logits"], name = logits, score
-  else:
-    name = "msal"
+  sources, name = parallel.msal_d_inputs(features, prototypes, budget=budget, beta=beta,
+                                         uncertainty=uncertainty, logits=logits, score=score)
   m = selection.num_candidates(budget, beta, np.shape(features)[0])
   cand, feats, _ = stream_top_k(sources, labeled, score=name, k=m, carry=True,
                                 chunk_size=chunk_size, mesh=mesh, nonfinite=nonfinite,
