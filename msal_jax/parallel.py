@@ -232,7 +232,7 @@ def block_top_k(inputs: Mapping[str, jax.Array], labeled: jax.Array, offset: jax
   eligible = ~labeled & ~bad if nonfinite == "skip" else ~labeled
   keys = selection.rank_keys(SCORES[score](inputs), eligible)
   kl = min(k, num)
-  vals, local = jax.lax.top_k(keys, kl)
+  vals, local = selection.top_k(keys, kl)
   base = offset if axis is None else offset + jax.lax.axis_index(axis) * num
   base = base.astype(jnp.int32)
   idx = local.astype(jnp.int32) + base

@@ -140,6 +140,41 @@ def test_top_and_bottom_k_masked_match_reference(seed, n, k, frac_eligible):
     assert jitted(scores, eligible, k).tolist() == expected, fn.__name__
 
 
+def _ref_top_k_all(keys, k):
+  """Indices of the k largest keys, ties to the lower index (a stable sort)."""
+  return np.argsort(-keys.astype(np.float64), kind="stable")[:k].tolist()
+
+
+@pytest.mark.parametrize("kind", ["normal", "ties", "ascending", "descending", "inf"])
+@pytest.mark.parametrize("n, k, block", [(1000, 7, 8), (1003, 40, 5), (4096, 1, 64),
+                                         (777, 97, 3)])
+def test_blocked_top_k_is_exactly_lax_top_k(kind, n, k, block):
+  rng = np.random.default_rng(n + k)
+  keys = {
+      "normal": rng.normal(size=n),
+      "ties": rng.integers(0, 4, n).astype(float),  # many equal keys across rows
+      "ascending": np.arange(n, dtype=float),  # the top k all in the last rows
+      "descending": -np.arange(n, dtype=float),
+      "inf": np.where(rng.random(n) < 0.97, -np.inf, rng.normal(size=n)),  # few finite
+  }[kind].astype(np.float32)
+  want = _ref_top_k_all(keys, k)
+  for b in (block, 0):  # blocked, and the direct lax.top_k
+    vals, idx = jax.jit(selection.top_k, static_argnames=("k", "block"))(keys, k=k, block=b)
+    assert idx.dtype == jnp.int32 and idx.tolist() == want, b
+    np.testing.assert_array_equal(vals, keys[want])
+
+
+def test_blocked_top_k_default_use_and_errors():
+  # The default blocks only large vectors (N >= 4 k TOP_K_BLOCK); both agree.
+  n = 4 * 3 * selection.TOP_K_BLOCK + 5
+  keys = np.random.default_rng(0).normal(size=n).astype(np.float32)
+  assert selection.top_k(keys, 3)[1].tolist() == _ref_top_k_all(keys, 3)
+  with pytest.raises(ValueError, match="1 <= k <= N"):
+    selection.top_k(keys, n + 1)
+  with pytest.raises(ValueError, match="1 <= k <= N"):
+    selection.top_k(keys.reshape(-1, 1), 1)
+
+
 def test_top_k_ties_and_padding_hand_case():
   # eligible: 0, 1, 2, 4, 5 (3 and 6 are not).
   # top-3: scores 3 (index 1), 3 (index 2), 2 (index 5): the tie goes to index 1 first.
