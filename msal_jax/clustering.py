@@ -166,7 +166,7 @@ def kcenter(features: ArrayLike, labeled: ArrayLike, *, budget: int) -> jax.Arra
   d_mean = jnp.maximum(jnp.sum(jnp.square(x - mean_u[None, :]), axis=1), 0.0)
 
   def refill(score):
-    cand = lax.top_k(score, look)[1]
+    cand = selection.top_k(score, look)[1]
     return cand.astype(jnp.int32), sq_dists(x[cand], x, x_sq[cand], x_sq)
 
   def step(t, state):
@@ -294,7 +294,7 @@ def _seed(key, x, weights, num, rounds):
     min_d, slot, avail, seeds = state
     g = jax.random.gumbel(jax.random.fold_in(key, r + 1), (n,), x.dtype)
     s = jnp.where(avail & (min_d > 0), log_w + jnp.log(jnp.maximum(min_d, 1e-38)) + g, -jnp.inf)
-    vals, p = lax.top_k(s, m)
+    vals, p = selection.top_k(s, m)
     first_slot = 1 + r * m
     ok = (vals > -jnp.inf) & (first_slot + jnp.arange(m) < num)
     d = jnp.where(ok[None, :], sq_dists(x, x[p], x_sq, x_sq[p]), jnp.inf)
