@@ -12,7 +12,12 @@ For each (N, C) it times, on precomputed inputs already in memory (float32):
     the host-to-device copies), against the same references;
   * entropy: logits [N, C] -> entropy -> top b (msal_jax.selection.top_k_masked);
   * read-once: one pass over the input array (jitted jnp.sum), the memory-bandwidth
-    floor of any selection that reads its input.
+    floor of any selection that reads its input;
+  * score-only: the score alone (scoring.msal's certainty, scoring.entropy), jitted:
+    what is left of each msal-jax time is the selection (and, at C = 100, MSAL's
+    [N, C-1] x [C-1, C] product is compute-bound, above read-once);
+  * top-k (after the table): lax.top_k of the beta*b largest of N float32 keys against
+    msal_jax.selection.top_k (blocked, exact) with each --top-k-blocks row length.
 Prints medians over --repeats runs after a warm-up, the ratios reference / msal-jax and
 msal-jax / read-once, and checks that the three implementations select the same set.
 The references are written to be reasonably fast (one matmul, argpartition/topk of the
@@ -106,6 +111,8 @@ def main() -> None:
   parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--chunk", type=int, default=1 << 20, help="rows per streamed chunk")
   parser.add_argument("--no-torch", action="store_true")
+  parser.add_argument("--top-k-blocks", default="32,64,128,256,512",
+                      help="row lengths for the top-k table (empty: skip it)")
   args = parser.parse_args()
   try:
     if args.no_torch:
@@ -121,7 +128,8 @@ def main() -> None:
         f"torch {torch_version}; budget {args.budget}, beta {args.beta}; "
         f"medians of {args.repeats}; load average {os.getloadavg()[0]:.1f} at start")
   header = (f"{'N':>10} {'C':>4} {'what':>13} | {'msal-jax':>9} {'numpy':>9} {'torch':>9} "
-            f"{'read-once':>9} | {'np/jax':>6} {'torch/jax':>9} {'jax/read':>8}")
+            f"{'read-once':>9} {'score-only':>10} | {'np/jax':>6} {'torch/jax':>9} "
+            f"{'jax/read':>8}")
   print(header)
   print("-" * len(header))
   msal_d = jax.jit(selection.msal_d, static_argnames=("budget", "beta"))
@@ -136,16 +144,37 @@ def main() -> None:
       gc.collect()
       _bench_entropy(n, c, args, torch, entropy_top, read_once)
       gc.collect()
+  blocks = [int(b) for b in args.top_k_blocks.split(",") if b]
+  if blocks:
+    k = math.ceil(args.beta * args.budget)
+    print(f"\ntop-k of k = {k} among N float32 keys: lax.top_k vs selection.top_k(block=L)")
+    for n in (int(s) for s in args.sizes.split(",")):
+      _bench_top_k(n, k, blocks, args.repeats)
   print(f"load average {os.getloadavg()[0]:.1f} at the end")
 
 
-def _time_jax(fn, host_args, read_once, repeats):
-  """(result, median time of fn, median time to read the first array once) on device copies."""
+def _bench_top_k(n, k, blocks, repeats):
+  keys = jnp.asarray(np.random.default_rng(2).standard_normal(n, dtype=np.float32))
+  direct = jax.jit(lambda x: jax.lax.top_k(x, k)[1])
+  want = np.asarray(direct(keys))
+  t_direct = _median_time(lambda: direct(keys).block_until_ready(), repeats)
+  cells = [f"N = {n:>10,}: lax.top_k {t_direct * 1e3:7.1f} ms"]
+  for b in blocks:
+    fn = jax.jit(lambda x, b=b: selection.top_k(x, k, block=b)[1])
+    assert np.asarray(fn(keys)).tolist() == want.tolist(), f"top_k(block={b}) != lax.top_k"
+    t = _median_time(lambda fn=fn: fn(keys).block_until_ready(), repeats)
+    cells.append(f"L={b}: {t * 1e3:.1f} ms ({t_direct / t:.1f}x)")
+  print("  ".join(cells), flush=True)
+
+
+def _time_jax(fn, host_args, read_once, score, repeats):
+  """(result, median times of fn, of reading the first array once, of its score alone)."""
   dev = [jnp.asarray(x) for x in host_args]
   t_read = _median_time(lambda: read_once(dev[0]).block_until_ready(), repeats)
+  t_score = _median_time(lambda: score(*dev[:2]).block_until_ready(), repeats)
   got = np.asarray(fn(*dev))
   t = _median_time(lambda: fn(*dev).block_until_ready(), repeats)
-  return got, t, t_read
+  return got, t, t_read, t_score
 
 
 def _bench_msal_d(n, c, args, torch, msal_d, read_once):
@@ -155,9 +184,9 @@ def _bench_msal_d(n, c, args, torch, msal_d, read_once):
   protos_np = np.array(prototypes.simplex(c))  # writable, for torch.from_numpy
   ref = numpy_msal_d(feats_np, protos_np, labeled_np, args.budget, args.beta)
   # msal-jax first; its device copy is freed (out of scope) before the references run.
-  got, t_jax, t_read = _time_jax(
+  got, t_jax, t_read, t_score = _time_jax(
       lambda f, p, lab: msal_d(f, p, lab, budget=args.budget, beta=args.beta),
-      (feats_np, protos_np, labeled_np), read_once, args.repeats)
+      (feats_np, protos_np, labeled_np), read_once, _MSAL_SCORE, args.repeats)
   assert set(got.tolist()) == set(ref.tolist()), "msal_d: numpy reference disagrees"
   stream = lambda: streaming.msal_d(feats_np, protos_np, labeled_np, budget=args.budget,
                                     beta=args.beta, chunk_size=min(args.chunk, n))
@@ -173,8 +202,8 @@ def _bench_msal_d(n, c, args, torch, msal_d, read_once):
     assert set(picked.tolist()) == set(ref.tolist()), "msal_d: torch reference disagrees"
     t_torch = _median_time(lambda: torch_msal_d(torch, tf, tp, tl, args.budget, args.beta),
                            args.repeats)
-  _row(n, c, "msal_d", t_jax, t_np, t_torch, t_read)
-  _row(n, c, "msal_d/stream", t_stream, t_np, t_torch, t_read)
+  _row(n, c, "msal_d", t_jax, t_np, t_torch, t_read, t_score)
+  _row(n, c, "msal_d/stream", t_stream, t_np, t_torch, t_read, t_score)
 
 
 def _bench_entropy(n, c, args, torch, entropy_top, read_once):
@@ -183,8 +212,9 @@ def _bench_entropy(n, c, args, torch, entropy_top, read_once):
   logits_np *= 3
   labeled_np = rng.random(n) < 0.01
   ref = numpy_entropy(logits_np, labeled_np, args.budget)
-  got, t_jax, t_read = _time_jax(lambda x, lab: entropy_top(x, lab, args.budget),
-                                 (logits_np, labeled_np), read_once, args.repeats)
+  got, t_jax, t_read, t_score = _time_jax(lambda x, lab: entropy_top(x, lab, args.budget),
+                                          (logits_np, labeled_np), read_once,
+                                          lambda x, _: _ENTROPY_SCORE(x), args.repeats)
   assert set(got.tolist()) == set(ref.tolist()), "entropy: numpy reference disagrees"
   t_np = _median_time(lambda: numpy_entropy(logits_np, labeled_np, args.budget), args.repeats)
   t_torch = math.nan
@@ -192,13 +222,17 @@ def _bench_entropy(n, c, args, torch, entropy_top, read_once):
     tlog, tl = torch.from_numpy(logits_np), torch.from_numpy(labeled_np)
     assert set(torch_entropy(torch, tlog, tl, args.budget).tolist()) == set(ref.tolist())
     t_torch = _median_time(lambda: torch_entropy(torch, tlog, tl, args.budget), args.repeats)
-  _row(n, c, "entropy", t_jax, t_np, t_torch, t_read)
+  _row(n, c, "entropy", t_jax, t_np, t_torch, t_read, t_score)
 
 
-def _row(n, c, what, t_jax, t_np, t_torch, t_read):
+_MSAL_SCORE = jax.jit(scoring.msal)
+_ENTROPY_SCORE = jax.jit(scoring.entropy)
+
+
+def _row(n, c, what, t_jax, t_np, t_torch, t_read, t_score):
   print(f"{n:>10} {c:>4} {what:>13} | {t_jax * 1e3:>7.1f}ms {t_np * 1e3:>7.1f}ms "
-        f"{t_torch * 1e3:>7.1f}ms {t_read * 1e3:>7.1f}ms | {t_np / t_jax:>6.2f} "
-        f"{t_torch / t_jax:>9.2f} {t_jax / t_read:>8.2f}", flush=True)
+        f"{t_torch * 1e3:>7.1f}ms {t_read * 1e3:>7.1f}ms {t_score * 1e3:>8.1f}ms | "
+        f"{t_np / t_jax:>6.2f} {t_torch / t_jax:>9.2f} {t_jax / t_read:>8.2f}", flush=True)
 
 
 if __name__ == "__main__":
