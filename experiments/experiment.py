@@ -336,6 +336,19 @@ def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
           if a.get(k) != b.get(k)]
 
 
+def _normalized(config: dict[str, Any]) -> dict[str, Any]:
+  """``strategies`` and ``seeds`` as lists of names and ints, however they were typed
+  (``--config.strategies=a,b`` arrives as the one string ``"a,b"``)."""
+  config = dict(config)
+  for field, parse in (("strategies", lambda v: _as_names(v, "strategies")),
+                       ("seeds", _as_seeds)):
+    try:
+      config[field] = list(parse(config[field]))
+    except (KeyError, ValueError):
+      pass  # absent or invalid: left as it is (validation reports it)
+  return config
+
+
 def prepare_workdir(
     config: ml_collections.ConfigDict, workdir: str, *, allow_config_change: bool = False
 ) -> bool:
@@ -354,12 +367,12 @@ def prepare_workdir(
     os.remove(probe)
   except OSError as e:
     raise ValueError(f"workdir {workdir!r} is not writable: {e}") from None
-  new = json.loads(config.to_json_best_effort(sort_keys=True))
+  new = _normalized(json.loads(config.to_json_best_effort(sort_keys=True)))
   path = os.path.join(workdir, "config.json")
   resuming = os.path.exists(path)
   if resuming:
     with open(path) as f:
-      old = json.load(f)
+      old = _normalized(json.load(f))
     diff = config_differences(old, new)
     if diff and not allow_config_change:
       raise ValueError(

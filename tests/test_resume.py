@@ -232,3 +232,20 @@ def test_disk_full_at_save_time_is_a_clear_error_and_resumable(tmp_path, mnist5k
     assert _rounds(workdir) == _rounds(tmp_path / "ref")
   finally:
     subprocess.run(["umount", str(disk)], capture_output=True)
+
+
+def test_config_json_lists_comma_typed_strategies_and_seeds(tmp_path):
+  import ml_collections
+
+  # --config.strategies=msal,msal_d --config.seeds=0,1 arrive as one string each.
+  typed = ml_collections.ConfigDict({"strategies": ("msal,msal_d",), "seeds": "0,1"})
+  assert experiment.prepare_workdir(typed, str(tmp_path)) is False
+  with open(tmp_path / "config.json") as f:
+    written = json.load(f)
+  assert written["strategies"] == ["msal", "msal_d"] and written["seeds"] == [0, 1]
+  # The same run typed as tuples resumes it (no config difference).
+  spelled = ml_collections.ConfigDict({"strategies": ("msal", "msal_d"), "seeds": (0, 1)})
+  assert experiment.prepare_workdir(spelled, str(tmp_path)) is True
+  with pytest.raises(ValueError, match=r"differing fields: seeds"):
+    experiment.prepare_workdir(ml_collections.ConfigDict(
+        {"strategies": ("msal", "msal_d"), "seeds": (0, 2)}), str(tmp_path))
