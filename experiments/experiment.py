@@ -437,6 +437,7 @@ def run(
             embedding_points=point.tsne_points, oracle="csv" if exp.hitl else "dataset",
         )
         summary.pop("rounds")
+        summary.pop("variables")  # the network: each run's checkpoints hold it
         if summary.get("pending_labels"):  # al.hitl: one run, stopped for a person
           return {strategy: [summary]}  # no table yet: the launcher says which file to fill
         results.setdefault(strategy if value is None else (strategy, value), []).append(summary)

@@ -260,9 +260,11 @@ class ActiveLearner:
 
     Returns:
       ``loop.run``'s summary: ``accuracies`` (round 0 first), ``num_labeled``,
-      ``aubc``, ``f_acc``, ``labels_spent`` and the per-round records under
+      ``aubc``, ``f_acc``, ``labels_spent``, the per-round records under
       ``rounds`` (``queried`` pool ids, ``test_accuracy``, ...; ``labels``
-      when an oracle or a person gave them). With ``oracle="csv"``,
+      when an oracle or a person gave them) and the last round's trained
+      network under ``variables`` (``{"params", "batch_stats"}``, for
+      ``model.apply``; also :attr:`variables`). With ``oracle="csv"``,
       ``pending_labels`` is the CSV to fill in before the next :meth:`run`,
       or ``None`` when the budget is spent.
     """
@@ -276,6 +278,11 @@ class ActiveLearner:
     if self.workdir is not None and not self.summary.get("pending_labels"):
       report.write_report(self.workdir)  # results.md, results.csv, curves.png, ...
     return self.summary
+
+  @property
+  def variables(self) -> dict[str, Any] | None:
+    """The last finished round's network (``{"params", "batch_stats"}``) after :meth:`run`."""
+    return None if self.summary is None else self.summary.get("variables")
 
   @property
   def pending_labels(self) -> str | None:

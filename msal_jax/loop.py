@@ -272,9 +272,12 @@ def run(
 
   Returns:
     The summary: strategy, dataset, seed, aubc, f_acc, accuracies,
-    num_labeled, labels_spent, traces, seconds, and the per-round records
-    under ``"rounds"``; with ``oracle="csv"`` also ``pending_labels``: the
-    CSV to fill in, or ``None`` when the run is finished.
+    num_labeled, labels_spent, traces, seconds, the per-round records
+    under ``"rounds"`` and the last round's model under ``"variables"``
+    (``{"params", "batch_stats"}``: the network whose test accuracy is the
+    last entry of ``accuracies``; not written to ``summary.json``); with
+    ``oracle="csv"`` also ``pending_labels``: the CSV to fill in, or ``None``
+    when the run is finished.
   """
   strat = strategies.get(strategy)
   start_mask = hitl.start_labeled(np.asarray(dataset.pool_labels), initial_set)
@@ -398,6 +401,9 @@ def run(
 
   start_all = time.perf_counter()
   pending = None  # the query CSV a person has to fill in (oracle="csv")
+  # The model of the last finished round (restored when nothing is left to train).
+  variables = ({"params": saved["params"], "batch_stats": saved.get("batch_stats", {})}
+               if first_round > 0 else None)
   try:
     for r in range(first_round, al.num_rounds + 1):
       key_r = jax.random.fold_in(round_keys, r)
@@ -493,6 +499,7 @@ def run(
         labels_np[queried] = record["labels"]
         pool_labels = jnp.asarray(labels_np)
       records.append(record)
+      variables = {"params": state.params, "batch_stats": state.batch_stats}
       labeled_np[queried] = True
       spent += len(queried)
       if ckpt is not None:
@@ -539,4 +546,5 @@ def run(
     _write_json(os.path.join(workdir, "summary.json"), summary)
     report.plot_curves({strategy: [summary]}, os.path.join(workdir, "curve.png"))
   summary["rounds"] = records
+  summary["variables"] = variables
   return summary

@@ -3,6 +3,7 @@
 import json
 import os
 
+import jax
 import numpy as np
 import pytest
 
@@ -65,6 +66,21 @@ def test_module_object_arrays_and_oracle_write_the_launchers_files(tmp_path):
       workdir=str(tmp_path), class_names=("a", "b", "c"), log=None,
   ).run()
   assert again["accuracies"] == summary["accuracies"] and len(asked) == 1
+  # The last round's network comes back: its test accuracy is the run's last one, and
+  # the finished run found again returns the same weights (restored from the checkpoint).
+  from msal_jax import train
+  from msal_jax.strategies import get
+
+  net = learner.model.build(3, get("msal_d").head, (8, 8, 1))
+  ds = learner.dataset
+  x = train.normalize(np.asarray(ds.test_images),
+                      np.reshape(ds.mean, (1, 1, 1, -1)), np.reshape(ds.std, (1, 1, 1, -1)))
+  logits = net.apply(learner.variables, x)[0]
+  assert np.mean(np.argmax(logits, 1) == ds.test_labels) == summary["f_acc"]
+  assert learner.variables is summary["variables"]
+  for a, b in zip(jax.tree.leaves(summary["variables"]), jax.tree.leaves(again["variables"]),
+                  strict=True):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   with pytest.raises(ValueError, match="holds a run with other settings .*al"):
     msal_jax.ActiveLearner(trunk, (px, py), test, strategy="msal_d", initial=10, budget=15,
                            batch=5, workdir=str(tmp_path), class_names=("a", "b", "c"),
