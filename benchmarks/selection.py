@@ -7,6 +7,8 @@ For each (N, C) it times, on precomputed inputs already in memory (float32):
   * msal_d: features [N, C-1] -> MSAL certainty -> beta*b pre-filter -> per-class
     round robin (msal_jax.selection.msal_d, jitted), against numpy
     (np.argpartition) and PyTorch CPU (torch.topk) versions of the same selection;
+  * msal_d/simplex: the same with prototypes=None (the same simplex, scored through
+    its structure in O(C) per row instead of the [N, C-1] x [C-1, C] product);
   * msal_d/stream: the same selection through msal_jax.streaming.msal_d from the host
     array in chunks of --chunk rows (the path of `python -m msal_jax.query`: includes
     the host-to-device copies), against the same references;
@@ -127,7 +129,7 @@ def main() -> None:
         f"{platform.processor() or platform.machine()}); numpy {np.__version__}; "
         f"torch {torch_version}; budget {args.budget}, beta {args.beta}; "
         f"medians of {args.repeats}; load average {os.getloadavg()[0]:.1f} at start")
-  header = (f"{'N':>10} {'C':>4} {'what':>13} | {'msal-jax':>9} {'numpy':>9} {'torch':>9} "
+  header = (f"{'N':>10} {'C':>4} {'what':>14} | {'msal-jax':>9} {'numpy':>9} {'torch':>9} "
             f"{'read-once':>9} {'score-only':>10} | {'np/jax':>6} {'torch/jax':>9} "
             f"{'jax/read':>8}")
   print(header)
@@ -188,6 +190,11 @@ def _bench_msal_d(n, c, args, torch, msal_d, read_once):
       lambda f, p, lab: msal_d(f, p, lab, budget=args.budget, beta=args.beta),
       (feats_np, protos_np, labeled_np), read_once, _MSAL_SCORE, args.repeats)
   assert set(got.tolist()) == set(ref.tolist()), "msal_d: numpy reference disagrees"
+  # prototypes=None: the same simplex, scored through its structure in O(C) per row.
+  got_s, t_simplex, _, t_score_s = _time_jax(
+      lambda f, lab: msal_d(f, None, lab, budget=args.budget, beta=args.beta),
+      (feats_np, labeled_np), read_once, lambda f, _: _MSAL_SIMPLEX(f), args.repeats)
+  assert set(got_s.tolist()) == set(ref.tolist()), "msal_d(prototypes=None) disagrees"
   stream = lambda: streaming.msal_d(feats_np, protos_np, labeled_np, budget=args.budget,
                                     beta=args.beta, chunk_size=min(args.chunk, n))
   assert np.asarray(stream()).tolist() == got.tolist(), "msal_d: streamed != in memory"
@@ -203,6 +210,7 @@ def _bench_msal_d(n, c, args, torch, msal_d, read_once):
     t_torch = _median_time(lambda: torch_msal_d(torch, tf, tp, tl, args.budget, args.beta),
                            args.repeats)
   _row(n, c, "msal_d", t_jax, t_np, t_torch, t_read, t_score)
+  _row(n, c, "msal_d/simplex", t_simplex, t_np, t_torch, t_read, t_score_s)
   _row(n, c, "msal_d/stream", t_stream, t_np, t_torch, t_read, t_score)
 
 
@@ -226,11 +234,12 @@ def _bench_entropy(n, c, args, torch, entropy_top, read_once):
 
 
 _MSAL_SCORE = jax.jit(scoring.msal)
+_MSAL_SIMPLEX = jax.jit(lambda f: scoring.msal(f, None))
 _ENTROPY_SCORE = jax.jit(scoring.entropy)
 
 
 def _row(n, c, what, t_jax, t_np, t_torch, t_read, t_score):
-  print(f"{n:>10} {c:>4} {what:>13} | {t_jax * 1e3:>7.1f}ms {t_np * 1e3:>7.1f}ms "
+  print(f"{n:>10} {c:>4} {what:>14} | {t_jax * 1e3:>7.1f}ms {t_np * 1e3:>7.1f}ms "
         f"{t_torch * 1e3:>7.1f}ms {t_read * 1e3:>7.1f}ms {t_score * 1e3:>8.1f}ms | "
         f"{t_np / t_jax:>6.2f} {t_torch / t_jax:>9.2f} {t_jax / t_read:>8.2f}", flush=True)
 

@@ -140,7 +140,7 @@ def num_candidates(budget: int, beta: float, pool_size: int) -> int:
 
 def msal_d(
     features: ArrayLike,
-    prototypes: ArrayLike,
+    prototypes: ArrayLike | None,
     labeled: ArrayLike,
     *,
     budget: int,
@@ -165,7 +165,9 @@ def msal_d(
 
   Args:
     features: ``[N, C-1]`` max-separation features ``z``.
-    prototypes: ``[C, C-1]`` simplex prototypes.
+    prototypes: ``[C, C-1]`` simplex prototypes, or ``None`` for
+      ``prototypes.simplex(C)`` with ``C = features.shape[1] + 1``, scored in
+      ``O(C)`` per sample (see :func:`msal_jax.scoring.msal`).
     labeled: ``[N]`` bool mask of the labeled samples (never selected).
     budget: static number of samples to query, ``>= 1`` (slots beyond the
       number of unlabeled samples are ``-1``).
@@ -179,13 +181,18 @@ def msal_d(
     cannot be filled because fewer than ``budget`` samples are unlabeled.
   """
   features = jnp.asarray(features)
+  structured = prototypes is None
+  if structured:
+    if features.ndim != 2:
+      raise ValueError(f"msal_d: features must be [N, C-1], got shape {features.shape}.")
+    prototypes = scoring.simplex_prototypes(features.shape[1] + 1, features.dtype)
   prototypes = jnp.asarray(prototypes)
   labeled = jnp.asarray(labeled)
   num = features.shape[0]
   if not (isinstance(beta, (int, float)) and beta >= 1):
     raise ValueError(f"msal_d: beta must be a number >= 1 (static), got {beta!r}.")
   if uncertainty is None:
-    uncertainty = -scoring.msal(features, prototypes)
+    uncertainty = -scoring.msal(features, None if structured else prototypes)
   uncertainty = jnp.asarray(uncertainty)
   if uncertainty.shape != (num,):
     raise ValueError(

@@ -143,6 +143,24 @@ def test_msal_and_nearest_prototype_match_reference(seed, n, num_classes, width)
   np.testing.assert_allclose(jit_cos, cos, atol=1e-6)
 
 
+@pytest.mark.parametrize("num_classes", [2, 10, 17, 40, 100, 200, 513])
+def test_msal_with_the_implicit_simplex_matches_reference(num_classes):
+  # prototypes=None: simplex(C) evaluated through its triangular structure (C > 16, up to
+  # 512 classes; 513 takes the dense product with the built matrix, 2 and 10 unroll it).
+  rng = np.random.default_rng(num_classes)
+  n = 300
+  z = (rng.normal(size=(n, num_classes - 1)) * rng.uniform(0.1, 10.0, size=(n, 1)))
+  z = z.astype(np.float32)
+  z[7] = 0.0
+  _, cos_ref = _ref_nearest(z.astype(np.float64), prototypes.simplex_numpy(num_classes))
+  got = jax.jit(scoring.msal, static_argnums=1)(z, None)
+  assert got.shape == (n,) and got.dtype == jnp.float32
+  np.testing.assert_allclose(got, cos_ref, atol=2e-6)
+  assert float(got[7]) == 0.0
+  with pytest.raises(ValueError, match=r"features must be \[N, C-1\]"):
+    scoring.msal(np.zeros(5, np.float32), None)
+
+
 def test_msal_hand_cases():
   # C = 2, P = [[1], [-1]]: cos(z, p_0) = sign(z), cos(z, p_1) = -sign(z), so
   # msal = 1 for any non-zero scalar and 0 (guarded) for z = 0.

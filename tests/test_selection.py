@@ -249,6 +249,18 @@ def test_msal_d_matches_reference(seed, n, num_classes, budget, beta, frac_label
   assert msal_d_jit(z, np.asarray(p), labeled, budget=budget, beta=beta).tolist() == expected
 
 
+@pytest.mark.parametrize("num_classes, budget, beta", [(10, 30, 5.0), (40, 40, 3.0),
+                                                       (100, 120, 2.0)])
+def test_msal_d_with_the_implicit_simplex_matches_reference(num_classes, budget, beta):
+  # prototypes=None is prototypes.simplex(C): the same selection as the reference.
+  z, labeled = _problem(0, 600, num_classes, 0.1)
+  p = prototypes.simplex_numpy(num_classes)
+  expected, parts = _ref_msal_d_parts(z.astype(np.float64), p, labeled, budget, beta)
+  _assert_no_near_ties(parts)
+  got = msal_d_jit(jnp.asarray(z), None, jnp.asarray(labeled), budget=budget, beta=beta)
+  assert got.tolist() == expected
+
+
 def test_msal_d_zero_feature_vector():
   # A zero z has msal 0 (guarded): u = 0 beats every non-zero sample of the
   # C = 3 simplex (whose max cosine is >= 1/2), so it is a candidate; its
