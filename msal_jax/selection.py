@@ -34,9 +34,9 @@ def _check_pool(name: str, scores: jax.Array, mask: jax.Array, k: int) -> None:
 
 # Blocked top-k (see :func:`top_k`): block length, and the smallest pool it is used for
 # relative to k (below, one lax.top_k over the whole vector is as fast).
-# 128: on XLA:CPU (jax 0.10) the row maxima of 128-wide rows take 3 ms at 10M keys,
-# those of 256-wide rows 45 ms (benchmarks/selection.py --top-k).
-TOP_K_BLOCK = 128
+# 64: on XLA:CPU (jax 0.10) 32-128-wide rows give 14-18x lax.top_k's speed at 10M keys
+# and k = 1250, 256-wide rows 1.2x (their row maxima are slow): benchmarks/selection.py.
+TOP_K_BLOCK = 64
 _TOP_K_BLOCKED_MIN = 4
 
 
