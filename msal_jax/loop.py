@@ -214,7 +214,6 @@ def _write_rounds(path: str, records: list[dict[str, Any]]) -> None:
   os.replace(tmp, path)
 
 
-
 def check_dropout(names: Sequence[str], model: ModelConfig) -> None:
   """The MC-dropout strategies among ``names`` need ``model.dropout_rate > 0``."""
   mc = [n for n in names if strategies.get(n).needs_mc]

@@ -82,7 +82,7 @@ def msal(features: ArrayLike, prototypes: ArrayLike | None) -> jax.Array:
     prototypes: ``[C, C-1]`` from :func:`msal_jax.prototypes.simplex`, or
       ``None`` for exactly that matrix with ``C = features.shape[1] + 1``,
       evaluated through its structure in ``O(C)`` per sample instead of the
-      ``O(C^2)`` product (:func:`_msal_simplex`; 3-4x faster at C = 100 on
+      ``O(C^2)`` product (:func:`_simplex_best_and_sq`; 3-4x faster at C = 100 on
       XLA:CPU, docs/benchmarks.md).
 
   Returns:
@@ -94,7 +94,8 @@ def msal(features: ArrayLike, prototypes: ArrayLike | None) -> jax.Array:
       raise ValueError(f"features must be [N, C-1] with C >= 2, got shape {features.shape}.")
     num_classes = features.shape[1] + 1
     if _UNROLL_MAX < num_classes * (num_classes - 1) and num_classes <= _STRUCTURED_MAX:
-      return _msal_simplex(features.astype(jnp.promote_types(features.dtype, jnp.float32)))
+      return _max_cos(*_simplex_best_and_sq(
+          features.astype(jnp.promote_types(features.dtype, jnp.float32))))
     prototypes = simplex_prototypes(num_classes, features.dtype)
   prototypes = jnp.asarray(prototypes)
   _check_features(features, prototypes)
@@ -106,9 +107,7 @@ def msal(features: ArrayLike, prototypes: ArrayLike | None) -> jax.Array:
     # reductions would make three, through an [N, C] intermediate: ~10x slower
     # at C = 10). Elementwise only, so a row's score does not depend on N.
     cols = [features[:, j] for j in range(width)]
-    sq = cols[0] * cols[0]
-    for col in cols[1:]:
-      sq = sq + col * col
+    sq = _sum_of_squares(cols)
     best = None
     for c in range(num_classes):
       dot = cols[0] * prototypes[c, 0]
@@ -118,6 +117,19 @@ def msal(features: ArrayLike, prototypes: ArrayLike | None) -> jax.Array:
   else:
     sq = jnp.sum(features * features, axis=-1)
     best = jnp.max(features @ prototypes.T, axis=-1)
+  return _max_cos(best, sq)
+
+
+def _sum_of_squares(cols: list[jax.Array]) -> jax.Array:
+  """``sum_j cols[j]^2``, elementwise (the squared row norms of unrolled columns)."""
+  sq = cols[0] * cols[0]
+  for col in cols[1:]:
+    sq = sq + col * col
+  return sq
+
+
+def _max_cos(best: jax.Array, sq: jax.Array) -> jax.Array:
+  """``max_c z . p_c`` and ``||z||^2`` -> ``max_c cos(z, p_c)``, 0 for a zero ``z``."""
   norms = jnp.sqrt(sq)
   ok = norms > _NORM_EPS
   return jnp.where(ok, best / jnp.where(ok, norms, 1.0), 0.0)
@@ -134,8 +146,8 @@ def simplex_prototypes(num_classes: int, dtype=jnp.float32) -> jax.Array:
   return _prototypes.simplex(num_classes, dtype=jnp.promote_types(dtype, jnp.float32))
 
 
-def _msal_simplex(features: jax.Array) -> jax.Array:
-  """``msal(features, simplex(C))`` in ``O(C)`` per row, from the simplex's structure.
+def _simplex_best_and_sq(features: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """``(max_c z . p_c, ||z||^2)`` for ``P = simplex(C)``, in ``O(C)`` per row.
 
   :func:`msal_jax.prototypes.simplex` is ``P = V^T`` with ``V`` ``[C-1, C]``
   upper triangular: ``V[r, r] = s_r`` and ``V[r, c] = -s_r / (C-1-r)`` for
@@ -149,9 +161,6 @@ def _msal_simplex(features: jax.Array) -> jax.Array:
   diag = [float(v[r, r]) for r in range(width)]
   step = [float(-v[r, r + 1]) for r in range(width)]  # s_r / (C-1-r)
   cols = [features[:, j] for j in range(width)]
-  sq = cols[0] * cols[0]
-  for col in cols[1:]:
-    sq = sq + col * col
   best = cols[0] * diag[0]
   prefix = cols[0] * step[0]
   for c in range(1, width + 1):
@@ -159,9 +168,7 @@ def _msal_simplex(features: jax.Array) -> jax.Array:
     best = jnp.maximum(best, dot)
     if c < width:
       prefix = prefix + cols[c] * step[c]
-  norms = jnp.sqrt(sq)
-  ok = norms > _NORM_EPS
-  return jnp.where(ok, best / jnp.where(ok, norms, 1.0), 0.0)
+  return best, _sum_of_squares(cols)
 
 
 def _shifted(logits: ArrayLike) -> tuple[jax.Array, jax.Array, jax.Array]:
