@@ -195,6 +195,15 @@ def to_host(x: jax.Array) -> np.ndarray:
 NO_ROW = jnp.iinfo(jnp.int32).max
 
 
+def _rowwise(score: str, inputs: Mapping[str, jax.Array]) -> bool:
+  """Whether ``SCORES[score]`` is one elementwise formula per row (see selection.top_k_of)."""
+  if score in ("given", "given_lowest"):
+    return True
+  if score == "msal":
+    return scoring.msal_is_elementwise(inputs["features"].shape[-1] + 1, structured=False)
+  return False
+
+
 def block_top_k(inputs: Mapping[str, jax.Array], labeled: jax.Array, offset: jax.Array, *,
                 score: str, k: int, carry: bool, axis: str | None, nonfinite: str = "keep"):
   """Top ``k`` of one block of rows (a shard, a chunk, or a shard of a chunk).
@@ -221,18 +230,36 @@ def block_top_k(inputs: Mapping[str, jax.Array], labeled: jax.Array, offset: jax
     the eligible count hold ineligible or padding entries: callers mask them.
   """
   num = labeled.shape[0]
-  bad = jnp.zeros(num, bool)
-  if nonfinite != "keep":
-    for name, x in inputs.items():
+
+  def rows_of(rows):  # the inputs and labels of some rows (all of them for None)
+    if rows is None:
+      return inputs, labeled
+    return ({name: x if ROW_AXIS[name] is None else jnp.take(x, rows, axis=ROW_AXIS[name])
+             for name, x in inputs.items()}, labeled[rows])
+
+  def bad_of(ins, lab):  # unlabeled rows with a non-finite input value
+    bad = jnp.zeros(lab.shape[0], bool)
+    for name, x in ins.items():
       row_axis = ROW_AXIS[name]
       if row_axis is not None:
         others = tuple(a for a in range(x.ndim) if a != row_axis)
         bad = bad | ~jnp.all(jnp.isfinite(x), axis=others)
-    bad = bad & ~labeled  # a labeled row is never selected: its values do not matter
+    return bad & ~lab  # a labeled row is never selected: its values do not matter
+
+  def keys_of(rows):
+    ins, lab = rows_of(rows)
+    eligible = ~lab & ~bad_of(ins, lab) if nonfinite == "skip" else ~lab
+    return selection.rank_keys(SCORES[score](ins), eligible)
+
+  bad = bad_of(inputs, labeled) if nonfinite != "keep" else jnp.zeros(num, bool)
   eligible = ~labeled & ~bad if nonfinite == "skip" else ~labeled
-  keys = selection.rank_keys(SCORES[score](inputs), eligible)
   kl = min(k, num)
-  vals, local = selection.top_k(keys, kl)
+  if _rowwise(score, inputs):
+    # Recompute the few rows' keys the blocked top-k looks at twice rather
+    # than keep the block's keys (selection.top_k_of: one pass over the pool).
+    vals, local = selection.top_k_of(keys_of, num, kl)
+  else:
+    vals, local = selection.top_k(keys_of(None), kl)
   base = offset if axis is None else offset + jax.lax.axis_index(axis) * num
   base = base.astype(jnp.int32)
   idx = local.astype(jnp.int32) + base

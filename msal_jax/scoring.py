@@ -141,6 +141,20 @@ _UNROLL_MAX = 256
 _STRUCTURED_MAX = 512
 
 
+def msal_is_elementwise(num_classes: int, structured: bool) -> bool:
+  """Whether :func:`msal` of ``C`` classes is one elementwise formula per row.
+
+  True for the unrolled product (``C (C-1) <= 256``) and for the structured
+  simplex (``prototypes=None``, ``C <= 512``); otherwise it is a matrix
+  product, whose kernel may sum in a different order for a different number
+  of rows (:func:`msal_jax.selection.top_k_of` needs the same keys for a row
+  whether it is scored with the pool or alone).
+  """
+  if structured and num_classes <= _STRUCTURED_MAX:
+    return True
+  return num_classes * (num_classes - 1) <= _UNROLL_MAX
+
+
 def simplex_prototypes(num_classes: int, dtype=jnp.float32) -> jax.Array:
   """:func:`msal_jax.prototypes.simplex` in ``dtype`` promoted to at least float32."""
   return _prototypes.simplex(num_classes, dtype=jnp.promote_types(dtype, jnp.float32))

@@ -11,6 +11,7 @@ selector once per experiment.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -78,6 +79,49 @@ def top_k(keys: ArrayLike, k: int, *, block: int | None = None) -> tuple[jax.Arr
   vals, pos = jax.lax.top_k(padded[top_rows].reshape(-1), k)
   idx = top_rows[pos // block] * block + pos % block
   return vals, idx.astype(jnp.int32)
+
+
+def top_k_of(key_fn: Callable[[jax.Array | None], jax.Array], num: int, k: int, *,
+             block: int | None = None) -> tuple[jax.Array, jax.Array]:
+  """``top_k(key_fn(None), k)`` for keys computed row by row, without keeping them.
+
+  ``key_fn(None)`` returns the ``[num]`` keys of the whole pool and
+  ``key_fn(rows)`` those of the given ``[r] int32`` rows: the same numbers, so
+  the key of row ``i`` must be computed from row ``i`` alone, the same way in
+  both calls (an elementwise formula of the row's inputs; see the test of
+  :func:`msal_d`, which checks the two agree bit for bit). The blocked
+  :func:`top_k` then only needs the row maxima of the keys: the keys of the
+  ``k * block`` entries it looks at again are recomputed from their rows
+  instead of gathered. Under ``jit`` this leaves the pool-sized keys one
+  consumer, so XLA computes them in one pass; with a second consumer (the
+  gather) XLA:CPU split the score into three pool-sized passes and MSAL-D at
+  10M x 10 took twice as long (docs/benchmarks.md).
+
+  Args:
+    key_fn: ``rows -> keys`` as above (``-inf`` allowed; no NaN).
+    num: pool size ``N`` (static).
+    k: static, ``1 <= k <= N``.
+    block: as in :func:`top_k`.
+
+  Returns:
+    ``(values [k], indices [k] int32)``: exactly ``top_k(key_fn(None), k)``.
+  """
+  if not 1 <= k <= num:
+    raise ValueError(f"top_k_of: need 1 <= k <= N, got k={k}, N={num}.")
+  if block is None:
+    block = TOP_K_BLOCK if num >= _TOP_K_BLOCKED_MIN * k * TOP_K_BLOCK else 0
+  rows = -(-num // block) if block else 0
+  if rows < k or k * block >= num:
+    return top_k(key_fn(None), k, block=0)
+  keys = key_fn(None)
+  padded = jnp.pad(keys, (0, rows * block - num), constant_values=-jnp.inf).reshape(rows, block)
+  _, top_rows = jax.lax.top_k(jnp.max(padded, axis=1), k)
+  top_rows = jnp.sort(top_rows)  # pool order, so that ties go to the lower index
+  idx = (top_rows[:, None] * block + jnp.arange(block, dtype=top_rows.dtype)[None, :]).reshape(-1)
+  inside = idx < num  # the last row may run past the pool
+  vals = jnp.where(inside, key_fn(jnp.where(inside, idx, 0).astype(jnp.int32)), -jnp.inf)
+  vals, pos = jax.lax.top_k(vals, k)
+  return vals, idx[pos].astype(jnp.int32)
 
 
 def rank_keys(scores: ArrayLike, eligible: ArrayLike) -> jax.Array:
@@ -191,17 +235,27 @@ def msal_d(
   num = features.shape[0]
   if not (isinstance(beta, (int, float)) and beta >= 1):
     raise ValueError(f"msal_d: beta must be a number >= 1 (static), got {beta!r}.")
-  if uncertainty is None:
-    uncertainty = -scoring.msal(features, None if structured else prototypes)
-  uncertainty = jnp.asarray(uncertainty)
-  if uncertainty.shape != (num,):
-    raise ValueError(
-        f"msal_d: uncertainty must be [N={num}], got shape {uncertainty.shape}."
-    )
-  _check_pool("msal_d", uncertainty, labeled, budget)
   m = num_candidates(budget, beta, num)
+  if uncertainty is None and not scoring.msal_is_elementwise(features.shape[-1] + 1, structured):
+    uncertainty = -scoring.msal(features, prototypes)  # the dense product: keep its scores
+  if uncertainty is None:
+    _check_pool("msal_d", jax.ShapeDtypeStruct((num,), features.dtype), labeled, budget)
+    score_prototypes = None if structured else prototypes
 
-  cand = top_k_masked(uncertainty, ~labeled, m)
+    def keys(rows):  # MSAL's -max cos of the unlabeled rows, recomputable per row
+      feats, lab = (features, labeled) if rows is None else (features[rows], labeled[rows])
+      return rank_keys(-scoring.msal(feats, score_prototypes), ~lab)
+
+    vals, cand = top_k_of(keys, num, m)
+    cand = jnp.where(jnp.isfinite(vals), cand, -1)
+  else:
+    uncertainty = jnp.asarray(uncertainty)
+    if uncertainty.shape != (num,):
+      raise ValueError(
+          f"msal_d: uncertainty must be [N={num}], got shape {uncertainty.shape}."
+      )
+    _check_pool("msal_d", uncertainty, labeled, budget)
+    cand = top_k_masked(uncertainty, ~labeled, m)
   safe = jnp.where(cand >= 0, cand, 0)
   return diversify(cand, features[safe], prototypes, budget=budget)
 

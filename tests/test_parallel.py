@@ -59,6 +59,11 @@ POOLS = {
     # Fewer rows than devices and budget > N: -1 padding as on one device.
     "tiny": _pool(2, 5, 3, budget=7, beta=1.0, chunk_size=3,
                   cases=["msal_d", "msal", "random", "stream_msal_d"]),
+    # 8 * 26,000 + 5 rows: each shard (and the first chunk's) is large enough for
+    # the blocked top-k that recomputes its candidate rows' keys (n >= 4 k 64 for
+    # MSAL-D's m = 100 candidates), with tied duplicated rows and tied scores.
+    "large": _pool(3, 208_005, 10, budget=20, beta=5.0, chunk_size=205_000,
+                   cases=["msal_d", "msal", "stream_msal_d", "top_k"]),
 }
 
 

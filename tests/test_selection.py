@@ -164,6 +164,75 @@ def test_blocked_top_k_is_exactly_lax_top_k(kind, n, k, block):
     np.testing.assert_array_equal(vals, keys[want])
 
 
+@pytest.mark.parametrize("kind", ["normal", "ties", "ascending", "inf"])
+@pytest.mark.parametrize("n, k, block", [(1000, 7, 8), (1003, 40, 5), (777, 97, 3)])
+def test_top_k_of_recomputed_keys_is_exactly_lax_top_k(kind, n, k, block):
+  rng = np.random.default_rng(n + k)
+  keys = {
+      "normal": rng.normal(size=n),
+      "ties": rng.integers(0, 4, n).astype(float),
+      "ascending": np.arange(n, dtype=float),
+      "inf": np.where(rng.random(n) < 0.97, -np.inf, rng.normal(size=n)),
+  }[kind].astype(np.float32)
+  calls = []
+
+  def key_fn(rows):
+    calls.append(None if rows is None else tuple(rows.shape))
+    return jnp.asarray(keys) if rows is None else jnp.asarray(keys)[rows]
+
+  want = _ref_top_k_all(keys, k)
+  vals, idx = selection.top_k_of(key_fn, n, k, block=block)
+  assert idx.dtype == jnp.int32 and idx.tolist() == want
+  np.testing.assert_array_equal(vals, keys[want])
+  # blocked: the pool once, then only the k rows of `block` keys again
+  assert calls == [None, (k * block,)]
+  calls.clear()
+  assert selection.top_k_of(key_fn, n, k, block=0)[1].tolist() == want
+  assert calls == [None]
+  with pytest.raises(ValueError, match="1 <= k <= N"):
+    selection.top_k_of(key_fn, n, n + 1)
+
+
+@pytest.mark.parametrize("num_classes, structured", [(10, False), (10, True), (100, True),
+                                                     (40, False)])
+def test_msal_d_prefilter_recomputes_bit_identical_keys(num_classes, structured):
+  # Large enough that msal_d's pre-filter takes the blocked top_k_of path
+  # (N >= 4 * m * TOP_K_BLOCK): its candidates and order must be exactly
+  # those of the pool's materialised keys, so the rows' keys recomputed from
+  # their gathered features must equal the pool's bit for bit (under jit, as
+  # XLA compiles them in two different fusions).
+  n, budget, beta = 40_000, 20, 5.0
+  m = selection.num_candidates(budget, beta, n)
+  assert n >= 4 * m * selection.TOP_K_BLOCK
+  z, labeled = _problem(1, n, num_classes, 0.1)
+  p = None if structured else prototypes.simplex(num_classes)
+  z, labeled = jnp.asarray(z), jnp.asarray(labeled)
+
+  @jax.jit
+  def pool_keys(z, labeled):
+    return selection.rank_keys(-scoring.msal(z, p), ~labeled)
+
+  @jax.jit
+  def row_keys(z, labeled, rows):
+    return selection.rank_keys(-scoring.msal(z[rows], p), ~labeled[rows])
+
+  keys = pool_keys(z, labeled)
+  rows = jnp.asarray(np.random.default_rng(2).permutation(n)[: m * selection.TOP_K_BLOCK],
+                     jnp.int32)
+  np.testing.assert_array_equal(row_keys(z, labeled, rows), keys[rows])
+
+  @functools.partial(jax.jit, static_argnames=("k",))
+  def materialised_top_k(keys, k):
+    return selection.top_k(keys, k, block=0)
+
+  cand = materialised_top_k(keys, m)[1]
+  cand = jnp.where(keys[cand] > -jnp.inf, cand, -1)
+  pp = prototypes.simplex(num_classes) if structured else p
+  want = selection.diversify(cand, z[jnp.maximum(cand, 0)], pp, budget=budget)
+  got = msal_d_jit(z, p, labeled, budget=budget, beta=beta)
+  assert got.tolist() == want.tolist()
+
+
 def test_blocked_top_k_default_use_and_errors():
   # The default blocks only large vectors (N >= 4 k TOP_K_BLOCK); both agree.
   n = 4 * 3 * selection.TOP_K_BLOCK + 5
