@@ -78,8 +78,14 @@ def _msal_key(inputs: Mapping[str, jax.Array]) -> jax.Array:
   return selection.lowest_first(scoring.msal(inputs["features"], inputs["prototypes"]))
 
 
+def _msal_simplex_key(inputs: Mapping[str, jax.Array]) -> jax.Array:
+  # The same for P = simplex(C), scored through its structure (scoring.msal(z, None)).
+  return selection.lowest_first(scoring.msal(inputs["features"], None))
+
+
 SCORES: dict[str, Callable[[Mapping[str, jax.Array]], jax.Array]] = {
     "msal": _msal_key,
+    "msal_simplex": _msal_simplex_key,
     "given": lambda inputs: inputs["uncertainty"],
     "given_lowest": lambda inputs: selection.lowest_first(inputs["uncertainty"]),
     **{name: (lambda inputs, f=f: f(inputs["logits"])) for name, f in scoring.UNCERTAINTY.items()},
@@ -199,8 +205,9 @@ def _rowwise(score: str, inputs: Mapping[str, jax.Array]) -> bool:
   """Whether ``SCORES[score]`` is one elementwise formula per row (see selection.top_k_of)."""
   if score in ("given", "given_lowest"):
     return True
-  if score == "msal":
-    return scoring.msal_is_elementwise(inputs["features"].shape[-1] + 1, structured=False)
+  if score in ("msal", "msal_simplex"):
+    return scoring.msal_is_elementwise(inputs["features"].shape[-1] + 1,
+                                       structured=score == "msal_simplex")
   return False
 
 
@@ -381,13 +388,14 @@ def bottom_k(scores: ArrayLike, eligible: ArrayLike, k: int, *, mesh: Mesh) -> j
   return _run_top_k("bottom_k", "given_lowest", {"uncertainty": scores}, ~eligible, k, mesh)
 
 
-def msal(features: ArrayLike, prototypes: ArrayLike, labeled: ArrayLike, *, budget: int,
+def msal(features: ArrayLike, prototypes: ArrayLike | None, labeled: ArrayLike, *, budget: int,
          mesh: Mesh) -> jax.Array:
   """MSAL over the mesh: the ``budget`` unlabeled samples with the lowest max-cosine.
 
   Args:
     features: ``[N, C-1]`` max-separation features.
-    prototypes: ``[C, C-1]``.
+    prototypes: ``[C, C-1]``, or ``None`` for ``prototypes.simplex(C)`` scored
+      through its structure (as :func:`msal_jax.scoring.msal` does).
     labeled: ``[N]`` bool.
     budget: static, ``>= 1``.
     mesh: 1-D mesh.
@@ -397,6 +405,8 @@ def msal(features: ArrayLike, prototypes: ArrayLike, labeled: ArrayLike, *, budg
     index), ``-1`` padded: ``bottom_k_masked(scoring.msal(features, P), ~labeled, budget)``.
   """
   check_feature_width("msal", features, prototypes)
+  if prototypes is None:
+    return _run_top_k("msal", "msal_simplex", {"features": features}, labeled, budget, mesh)
   return _run_top_k("msal", "msal", {"features": features, "prototypes": prototypes}, labeled,
                     budget, mesh)
 
@@ -445,6 +455,11 @@ def random(key: jax.Array, labeled: ArrayLike, *, budget: int, mesh: Mesh) -> ja
 
 
 def check_feature_width(name, features, prototypes):
+  if prototypes is None:  # the standard simplex of C = width + 1 classes
+    if ndim(features) != 2 or np.shape(features)[1] < 1:
+      raise ValueError(f"{name}: features must be [N, C-1] with C >= 2, got shape "
+                       f"{np.shape(features)}.")
+    return
   if ndim(features) != 2 or ndim(prototypes) != 2:
     raise ValueError(f"{name}: features must be [N, K] and prototypes [C, K]; got shapes "
                      f"{np.shape(features)} and {np.shape(prototypes)}.")
@@ -462,12 +477,18 @@ def msal_d_inputs(features: Any, prototypes: Any, *, budget: int, beta: float,
 
   Returns the input arrays by name (``ROW_AXIS`` keys) and the name of the
   pre-filter score: ``"given"`` (``uncertainty``), a ``scoring.UNCERTAINTY``
-  name (computed from ``logits``) or ``"msal"``.
+  name (computed from ``logits``), ``"msal"`` or, for ``prototypes=None``,
+  ``"msal_simplex"`` (then ``arrays["prototypes"]`` is ``simplex(C)``, for the
+  diversity stage).
   """
   if not (isinstance(beta, (int, float)) and beta >= 1):
     raise ValueError(f"msal_d: beta must be a number >= 1 (static), got {beta!r}.")
   _check_k("msal_d", budget)
   check_feature_width("msal_d", features, prototypes)
+  structured = prototypes is None
+  if structured:
+    prototypes = np.asarray(scoring.simplex_prototypes(np.shape(features)[1] + 1,
+                                                       dtype_of(features)))
   arrays: dict[str, Any] = {"features": features, "prototypes": prototypes}
   if uncertainty is not None and (logits is not None or score is not None):
     raise ValueError("msal_d: pass either uncertainty or logits and score, not both.")
@@ -483,11 +504,11 @@ def msal_d_inputs(features: Any, prototypes: Any, *, budget: int, beta: float,
                        f"needs logits; got score={score!r}.")
     arrays["logits"] = logits
     return arrays, score
-  return arrays, "msal"
+  return arrays, "msal_simplex" if structured else "msal"
 
 
-def msal_d(features: ArrayLike, prototypes: ArrayLike, labeled: ArrayLike, *, budget: int,
-           beta: float, mesh: Mesh, uncertainty: ArrayLike | None = None,
+def msal_d(features: ArrayLike, prototypes: ArrayLike | None, labeled: ArrayLike, *,
+           budget: int, beta: float, mesh: Mesh, uncertainty: ArrayLike | None = None,
            logits: ArrayLike | None = None, score: str | None = None) -> jax.Array:
   """MSAL-D over the mesh: the same ``[budget]`` indices as :func:`selection.msal_d`.
 

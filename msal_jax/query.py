@@ -210,7 +210,8 @@ def query(features: Any = None, logits: Any = None, *, strategy: str, budget: in
     labeled_ids: the already-labeled ids (sequence, ``.npy`` or text file).
     prototypes: ``[C, C-1]`` (array or ``.npy``); default
       ``prototypes.simplex(num_classes)``, ``num_classes`` defaulting to
-      the features' width + 1.
+      the features' width + 1, scored through the simplex's structure in
+      ``O(C)`` per row (the result of ``scoring.msal(features, None)``).
     beta: MSAL-D's pre-filter factor (``>= 1``; paper: 5 or 10).
     chunk_size: rows per streamed chunk.
     seed: ``random``'s key (``PRNGKey(seed)``, as the library's ``random``).
@@ -285,14 +286,18 @@ def query(features: Any = None, logits: Any = None, *, strategy: str, budget: in
       stats = {"nonfinite_rows": 0}
     elif needs_features:  # msal, msal_d, X_msal_d
       sources = {"features": feats, "prototypes": protos}
+      # The standard simplex (no prototypes file) is scored through its
+      # structure, O(C) per row (scoring.msal(z, None)); a given matrix densely.
+      msal_score = "msal" if prototypes is not None else "msal_simplex"
       if strategy == "msal":
-        ids, _, stats = streaming.stream_top_k(sources, mask, score="msal", k=budget, **kwargs)
+        ids, _, stats = streaming.stream_top_k(sources, mask, score=msal_score, k=budget,
+                                               **kwargs)
       else:
         if score is not None:
           sources["logits"] = lg
         m = selection.num_candidates(budget, beta, num)
         cand, cand_feats, stats = streaming.stream_top_k(
-            sources, mask, score=score or "msal", k=m, carry=True, **kwargs)
+            sources, mask, score=score or msal_score, k=m, carry=True, **kwargs)
         ids = streaming.diversify(cand, cand_feats, protos, budget=budget)
     else:
       ids, _, stats = streaming.stream_top_k({"logits": lg}, mask, score=score, k=budget,

@@ -196,14 +196,15 @@ def stream_top_k(sources: Mapping[str, Any], labeled: Any, *, score: str, k: int
 # ---------------------------------------------------------------------------
 
 
-def msal(features: Any, prototypes: ArrayLike, labeled: Any, *, budget: int,
+def msal(features: Any, prototypes: ArrayLike | None, labeled: Any, *, budget: int,
          chunk_size: int = DEFAULT_CHUNK, mesh: Mesh | None = None, nonfinite: str = "keep",
          progress: Progress | None = None) -> jax.Array:
   """Streamed MSAL: ``bottom_k_masked(scoring.msal(features, P), ~labeled, budget)``.
 
   Args:
     features: ``[N, C-1]`` array-like, read ``chunk_size`` rows at a time.
-    prototypes: ``[C, C-1]``.
+    prototypes: ``[C, C-1]``, or ``None`` for ``prototypes.simplex(C)`` scored
+      through its structure (see :func:`msal_jax.scoring.msal`).
     labeled: ``[N]`` bool.
     budget: static, ``>= 1``.
     chunk_size, mesh, nonfinite, progress: see :func:`stream_top_k`.
@@ -212,8 +213,11 @@ def msal(features: Any, prototypes: ArrayLike, labeled: Any, *, budget: int,
     ``[budget] int32`` pool indices, lowest certainty first, ``-1`` padded.
   """
   parallel.check_feature_width("msal", features, prototypes)
-  idx, _, _ = stream_top_k({"features": features, "prototypes": prototypes}, labeled,
-                           score="msal", k=budget, chunk_size=chunk_size, mesh=mesh,
+  sources = {"features": features}
+  if prototypes is not None:
+    sources["prototypes"] = prototypes
+  idx, _, _ = stream_top_k(sources, labeled, score="msal" if prototypes is not None
+                           else "msal_simplex", k=budget, chunk_size=chunk_size, mesh=mesh,
                            nonfinite=nonfinite, progress=progress, _name="msal")
   return idx
 
@@ -242,8 +246,9 @@ def uncertainty(logits: Any, labeled: Any, *, score: str, budget: int,
 diversify = jax.jit(selection.diversify, static_argnames="budget")
 
 
-def msal_d(features: Any, prototypes: ArrayLike, labeled: Any, *, budget: int, beta: float,
-           uncertainty: Any | None = None, logits: Any | None = None, score: str | None = None,
+def msal_d(features: Any, prototypes: ArrayLike | None, labeled: Any, *, budget: int,
+           beta: float, uncertainty: Any | None = None, logits: Any | None = None,
+           score: str | None = None,
            chunk_size: int = DEFAULT_CHUNK, mesh: Mesh | None = None, nonfinite: str = "keep",
            progress: Progress | None = None) -> jax.Array:
   """Streamed MSAL-D: the same ``[budget]`` indices as :func:`selection.msal_d`.
@@ -267,4 +272,4 @@ def msal_d(features: Any, prototypes: ArrayLike, labeled: Any, *, budget: int, b
                                 chunk_size=chunk_size, mesh=mesh, nonfinite=nonfinite,
                                 progress=progress, _name="msal_d")
   return diversify(cand, feats, sources["prototypes"] if mesh is None else
-                    parallel.replicate(prototypes, mesh), budget=budget)
+                    parallel.replicate(sources["prototypes"], mesh), budget=budget)

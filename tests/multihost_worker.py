@@ -43,6 +43,13 @@ def run_case(name, pool, mesh):
   if name == "msal_d":
     return parallel.msal_d(pool["features"], pool["prototypes"], labeled, budget=budget,
                            beta=beta, mesh=mesh)
+  if name == "msal_simplex":  # prototypes=None: the structured simplex score
+    return parallel.msal(pool["features"], None, labeled, budget=budget, mesh=mesh)
+  if name == "msal_d_simplex":
+    return parallel.msal_d(pool["features"], None, labeled, budget=budget, beta=beta, mesh=mesh)
+  if name == "stream_msal_d_simplex":
+    return streaming.msal_d(pool["features"], None, labeled, budget=budget, beta=beta,
+                            mesh=mesh, chunk_size=chunk)
   if name == "stream_msal_d":
     return streaming.msal_d(pool["features"], pool["prototypes"], labeled, budget=budget,
                             beta=beta, mesh=mesh, chunk_size=chunk)

@@ -64,6 +64,9 @@ POOLS = {
     # MSAL-D's m = 100 candidates), with tied duplicated rows and tied scores.
     "large": _pool(3, 208_005, 10, budget=20, beta=5.0, chunk_size=205_000,
                    cases=["msal_d", "msal", "stream_msal_d", "top_k"]),
+    # prototypes=None at C = 40: the structured simplex score (scoring.msal(z, None)).
+    "simplex": _pool(4, 8 * 700 + 3, 40, budget=12, beta=3.0, chunk_size=2_000,
+                     cases=["msal_simplex", "msal_d_simplex", "stream_msal_d_simplex"]),
 }
 
 
@@ -71,6 +74,10 @@ POOLS = {
 def _reference(tag, name):
   pool = POOLS[tag]
   labeled, budget, beta = pool["labeled"], int(pool["budget"]), float(pool["beta"])
+  if name in ("msal_d_simplex", "stream_msal_d_simplex"):
+    return selection.msal_d(pool["features"], None, labeled, budget=budget, beta=beta)
+  if name == "msal_simplex":
+    return selection.bottom_k_masked(scoring.msal(pool["features"], None), ~labeled, budget)
   if name in ("msal_d", "stream_msal_d"):
     return selection.msal_d(pool["features"], pool["prototypes"], labeled, budget=budget,
                             beta=beta)

@@ -109,6 +109,28 @@ def test_query_arrays_ids_and_short_pool(pool):
   assert got.tolist() == expected.tolist()
 
 
+def test_query_default_simplex_is_the_structured_score(tmp_path):
+  # No prototypes file: simplex(C) scored in O(C) per row, as
+  # selection.msal_d(z, None); at C = 40 that is not the dense product's code.
+  rng = np.random.default_rng(5)
+  n, classes = 3_001, 40
+  z = (rng.normal(size=(n, classes - 1)) * rng.uniform(0.2, 5.0, size=(n, 1))).astype(np.float32)
+  labeled = rng.random(n) < 0.2
+  np.save(tmp_path / "z.npy", z)
+  got = query.query(str(tmp_path / "z.npy"), strategy="msal_d", budget=16, beta=4.0,
+                    labeled=labeled, chunk_size=1_000)
+  want = selection.msal_d(z, None, labeled, budget=16, beta=4.0)
+  assert got.tolist() == np.asarray(want).tolist()
+  got = query.query(z, strategy="msal", budget=9, labeled=labeled, chunk_size=700)
+  want = selection.bottom_k_masked(scoring.msal(z, None), ~labeled, 9)
+  assert got.tolist() == np.asarray(want).tolist()
+  # a prototypes file is scored as given (here the same matrix: the same picks)
+  p = np.asarray(prototypes.simplex(classes))
+  got = query.query(z, strategy="msal_d", budget=16, beta=4.0, labeled=labeled, prototypes=p,
+                    chunk_size=1_000)
+  assert got.tolist() == np.asarray(selection.msal_d(z, p, labeled, budget=16, beta=4.0)).tolist()
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
