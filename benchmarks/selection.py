@@ -10,8 +10,9 @@ For each (N, C) it times, on precomputed inputs already in memory (float32):
   * msal_d/simplex: the same with prototypes=None (the same simplex, scored through
     its structure in O(C) per row instead of the [N, C-1] x [C-1, C] product);
   * msal_d/stream: the same selection through msal_jax.streaming.msal_d from the host
-    array in chunks of --chunk rows (the path of `python -m msal_jax.query`: includes
-    the host-to-device copies), against the same references;
+    array in chunks of --chunk rows (includes the host-to-device copies), against the
+    same references; msal_d/stream/simplex: the same with prototypes=None (the path of
+    `python -m msal_jax.query` when no prototypes file is given);
   * entropy: logits [N, C] -> entropy -> top b (msal_jax.selection.top_k_masked);
   * read-once: one pass over the input array (jitted jnp.sum), the memory-bandwidth
     floor of any selection that reads its input;
@@ -125,11 +126,14 @@ def main() -> None:
     torch = None
   torch_version = f"{torch.__version__} ({torch.get_num_threads()} threads)" if torch else \
       "not installed"
+  malloc = " ".join(f"{k}={v}" for k, v in sorted(os.environ.items())
+                    if k.startswith("MALLOC_") or k == "GLIBC_TUNABLES") or "default"
   print(f"jax {jax.__version__} on {jax.devices()[0].device_kind} ({os.cpu_count()} cores, "
         f"{platform.processor() or platform.machine()}); numpy {np.__version__}; "
         f"torch {torch_version}; budget {args.budget}, beta {args.beta}; "
-        f"medians of {args.repeats}; load average {os.getloadavg()[0]:.1f} at start")
-  header = (f"{'N':>10} {'C':>4} {'what':>14} | {'msal-jax':>9} {'numpy':>9} {'torch':>9} "
+        f"medians of {args.repeats}; malloc settings: {malloc}; "
+        f"load average {os.getloadavg()[0]:.1f} at start")
+  header = (f"{'N':>10} {'C':>4} {'what':>21} | {'msal-jax':>9} {'numpy':>9} {'torch':>9} "
             f"{'read-once':>9} {'score-only':>10} | {'np/jax':>6} {'torch/jax':>9} "
             f"{'jax/read':>8}")
   print(header)
@@ -199,6 +203,10 @@ def _bench_msal_d(n, c, args, torch, msal_d, read_once):
                                     beta=args.beta, chunk_size=min(args.chunk, n))
   assert np.asarray(stream()).tolist() == got.tolist(), "msal_d: streamed != in memory"
   t_stream = _median_time(lambda: stream().block_until_ready(), args.repeats)
+  stream_s = lambda: streaming.msal_d(feats_np, None, labeled_np, budget=args.budget,
+                                      beta=args.beta, chunk_size=min(args.chunk, n))
+  assert np.asarray(stream_s()).tolist() == got_s.tolist(), "msal_d(None): streamed != in memory"
+  t_stream_s = _median_time(lambda: stream_s().block_until_ready(), args.repeats)
   t_np = _median_time(
       lambda: numpy_msal_d(feats_np, protos_np, labeled_np, args.budget, args.beta), args.repeats)
   t_torch = math.nan
@@ -212,6 +220,7 @@ def _bench_msal_d(n, c, args, torch, msal_d, read_once):
   _row(n, c, "msal_d", t_jax, t_np, t_torch, t_read, t_score)
   _row(n, c, "msal_d/simplex", t_simplex, t_np, t_torch, t_read, t_score_s)
   _row(n, c, "msal_d/stream", t_stream, t_np, t_torch, t_read, t_score)
+  _row(n, c, "msal_d/stream/simplex", t_stream_s, t_np, t_torch, t_read, t_score_s)
 
 
 def _bench_entropy(n, c, args, torch, entropy_top, read_once):
@@ -239,7 +248,7 @@ _ENTROPY_SCORE = jax.jit(scoring.entropy)
 
 
 def _row(n, c, what, t_jax, t_np, t_torch, t_read, t_score):
-  print(f"{n:>10} {c:>4} {what:>14} | {t_jax * 1e3:>7.1f}ms {t_np * 1e3:>7.1f}ms "
+  print(f"{n:>10} {c:>4} {what:>21} | {t_jax * 1e3:>7.1f}ms {t_np * 1e3:>7.1f}ms "
         f"{t_torch * 1e3:>7.1f}ms {t_read * 1e3:>7.1f}ms {t_score * 1e3:>8.1f}ms | "
         f"{t_np / t_jax:>6.2f} {t_torch / t_jax:>9.2f} {t_jax / t_read:>8.2f}", flush=True)
 

@@ -105,18 +105,31 @@ class NpyRows:
     if step != 1:
       raise TypeError("NpyRows supports contiguous row slices only.")
     out = np.empty((max(0, stop - start),) + self.shape[1:], self.dtype)
-    if out.size:
-      if self._file is None:
-        self._file = open(self.path, "rb")  # noqa: SIM115 (kept open between chunks)
-      self._file.seek(self.offset + start * self._row_bytes)
-      view = memoryview(out.reshape(-1).view(np.uint8))
-      got = 0
-      while got < len(view):
-        n = self._file.readinto(view[got:])
-        if not n:
-          raise ValueError(f"{self.path}: unexpected end of file.")
-        got += n
+    self.read_into(start, out)
     return out
+
+  def read_into(self, start: int, out: np.ndarray) -> None:
+    """Reads rows ``start : start + len(out)`` into ``out`` (C-contiguous, this dtype).
+
+    What :mod:`msal_jax.streaming` uses to refill its reused chunk buffers
+    (no new array per chunk).
+    """
+    if out.dtype != self.dtype or out.shape[1:] != self.shape[1:] or \
+        not out.flags.c_contiguous or not 0 <= start <= start + len(out) <= self.shape[0]:
+      raise ValueError(f"{self.path}: cannot read rows {start}:{start + len(out)} of "
+                       f"{self.shape} {self.dtype} into a {out.shape} {out.dtype} array.")
+    if not out.size:
+      return
+    if self._file is None:
+      self._file = open(self.path, "rb")  # noqa: SIM115 (kept open between chunks)
+    self._file.seek(self.offset + start * self._row_bytes)
+    view = memoryview(out.reshape(-1).view(np.uint8))
+    got = 0
+    while got < len(view):
+      n = self._file.readinto(view[got:])
+      if not n:
+        raise ValueError(f"{self.path}: unexpected end of file.")
+      got += n
 
   def close(self) -> None:
     if self._file is not None:

@@ -60,6 +60,44 @@ def _read(src: Any, start: int, stop: int, rows: int, dtype: np.dtype, fill: Any
   return out
 
 
+# Host chunk buffers are aligned to this many bytes: XLA:CPU then uses them in
+# place (jax.device_put of an aligned numpy array does not copy it).
+_ALIGN = 64
+
+
+def _aligned_empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+  nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+  raw = np.empty(nbytes + _ALIGN, np.uint8)
+  skip = -raw.ctypes.data % _ALIGN
+  return raw[skip: skip + nbytes].view(dtype).reshape(shape)
+
+
+class _ChunkReader:
+  """Reads chunks of one source into two reused, aligned host buffers, in turn.
+
+  On one device, XLA:CPU computes on such a buffer in place, so a chunk costs
+  one copy from the source (none with a fresh array and first-touch page
+  faults per chunk, which on the VM of docs/benchmarks.md cost more than the
+  scoring). Safe because :func:`stream_top_k` waits for chunk ``i - 1``'s
+  step before it refills that chunk's buffer with chunk ``i + 1``.
+  """
+
+  def __init__(self, src: Any, rows: int, dtype: np.dtype, fill: Any):
+    self.src, self.fill = src, fill
+    shape = (rows,) + tuple(np.shape(src)[1:])
+    self.buffers = [_aligned_empty(shape, dtype) for _ in range(2)]
+
+  def read(self, chunk: int, start: int, stop: int) -> np.ndarray:
+    out = self.buffers[chunk % 2]
+    n = stop - start
+    if hasattr(self.src, "read_into") and self.src.dtype == out.dtype:
+      self.src.read_into(start, out[:n])  # query.NpyRows: straight from the file
+    else:
+      out[:n] = np.asarray(self.src[start:stop])
+    out[n:] = self.fill
+    return out
+
+
 @functools.partial(jax.jit, static_argnames=("score", "k", "carry", "mesh", "nonfinite"))
 def _step(state, inputs, labeled, offset, *, score, k, carry, mesh, nonfinite):
   vals, idx, feats, count, first_bad, num_bad = parallel.sharded_top_k(
@@ -168,12 +206,20 @@ def stream_top_k(sources: Mapping[str, Any], labeled: Any, *, score: str, k: int
           "rows must be finite); fix the input, mark the row labeled, or skip such rows "
           "(nonfinite='skip').")
 
+  if mesh is None:  # reused host buffers that the device computes on in place
+    readers = {key: _ChunkReader(x, chunk_size, dtypes[key], 0) for key, x in rows.items()}
+    lab_reader = _ChunkReader(labeled, chunk_size, np.dtype(np.bool_), True)
+
   previous = None
-  for start in range(0, num, chunk_size):
+  for chunk, start in enumerate(range(0, num, chunk_size)):
     stop = min(start + chunk_size, num)
-    inputs = {key: place(_read(x, start, stop, chunk_size, dtypes[key], 0))
-              for key, x in rows.items()}
-    lab = place(_read(labeled, start, stop, chunk_size, np.bool_, True), fill=True)
+    if mesh is None:
+      inputs = {key: jax.device_put(r.read(chunk, start, stop)) for key, r in readers.items()}
+      lab = jax.device_put(lab_reader.read(chunk, start, stop))
+    else:
+      inputs = {key: place(_read(x, start, stop, chunk_size, dtypes[key], 0))
+                for key, x in rows.items()}
+      lab = place(_read(labeled, start, stop, chunk_size, np.bool_, True), fill=True)
     state = _step(state, {**inputs, **consts}, lab, jnp.int32(start), score=score, k=k,
                   carry=carry, mesh=mesh, nonfinite=nonfinite)
     if previous is not None:  # at most two chunks in flight

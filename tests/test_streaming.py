@@ -106,6 +106,30 @@ def test_memmap_and_npy_rows_inputs(tmp_path):
   np.testing.assert_array_equal(rows[50:117], z[50:117])
   assert streaming.msal_d(rows, p, labeled, budget=9, beta=3.0,
                           chunk_size=64).tolist() == expected
+  # read_into: what the streamed path refills its chunk buffers with
+  out = np.full((67, C - 1), np.nan, np.float32)
+  rows.read_into(50, out)
+  np.testing.assert_array_equal(out, z[50:117])
+  for bad in (np.empty((67, C), np.float32), np.empty((67, C - 1), np.float64),
+              np.empty((N, C - 1), np.float32)):  # width, dtype, past the end
+    with pytest.raises(ValueError, match="cannot read rows"):
+      rows.read_into(50, bad)
+
+
+def test_chunk_buffers_are_reused_and_aligned():
+  # Two host buffers per input, refilled in turn: many chunks, each chunk's
+  # rows (and the padded last one's fill) exactly as in the pool.
+  z, _, labeled = _pool(5)
+  reader = streaming._ChunkReader(z, 40, np.dtype(np.float32), 0)
+  lab = streaming._ChunkReader(labeled, 40, np.dtype(np.bool_), True)
+  assert all(b.ctypes.data % streaming._ALIGN == 0 for b in reader.buffers + lab.buffers)
+  for chunk, start in enumerate(range(0, N, 40)):
+    stop = min(start + 40, N)
+    got, got_lab = reader.read(chunk, start, stop), lab.read(chunk, start, stop)
+    assert got is reader.buffers[chunk % 2]
+    np.testing.assert_array_equal(got[: stop - start], z[start:stop])
+    assert (got[stop - start:] == 0).all() and got_lab[stop - start:].all()
+    np.testing.assert_array_equal(got_lab[: stop - start], labeled[start:stop])
 
 
 def test_one_compiled_step_for_every_chunk_and_round():
