@@ -112,7 +112,7 @@ def main() -> None:
   parser.add_argument("--budget", type=int, default=250)
   parser.add_argument("--beta", type=float, default=5.0)
   parser.add_argument("--repeats", type=int, default=5)
-  parser.add_argument("--chunk", type=int, default=1 << 20, help="rows per streamed chunk")
+  parser.add_argument("--chunk", type=int, default=1 << 18, help="rows per streamed chunk")
   parser.add_argument("--no-torch", action="store_true")
   parser.add_argument("--top-k-blocks", default="32,64,128,256,512",
                       help="row lengths for the top-k table (empty: skip it)")
