@@ -1,7 +1,7 @@
 r"""Peak memory of `python -m msal_jax.query` on a pool larger than it should hold.
 
   python benchmarks/query_memory.py                      # 10,000,000 x 99 float32 (~4 GB)
-  python benchmarks/query_memory.py --rows=1000000 --chunk_sizes=65536,1048576
+  python benchmarks/query_memory.py --rows=1000000 --chunk_sizes=65536,1048576,default
 
 Writes a random ``[rows, dim]`` float32 ``.npy`` (and a 1%-labeled mask) under
 ``--dir`` (default /tmp; the free space is checked first), runs the query command
@@ -32,8 +32,9 @@ import sys, numpy as np
 from msal_jax import prototypes, streaming
 feats = np.load(sys.argv[1], mmap_mode="r")
 labeled = np.load(sys.argv[2])
+chunk = None if sys.argv[4] == "default" else int(sys.argv[4])
 ids = streaming.msal_d(feats, np.asarray(prototypes.simplex(feats.shape[1] + 1)), labeled,
-                       budget=int(sys.argv[3]), beta=5.0, chunk_size=int(sys.argv[4]))
+                       budget=int(sys.argv[3]), beta=5.0, chunk_size=chunk)
 print(" ".join(str(int(i)) for i in np.asarray(ids)))
 """
 
@@ -80,7 +81,8 @@ def main() -> None:
   parser.add_argument("--rows", type=int, default=10_000_000)
   parser.add_argument("--dim", type=int, default=99, help="C-1 (99: 100 classes)")
   parser.add_argument("--budget", type=int, default=1000)
-  parser.add_argument("--chunk_sizes", default="65536")
+  parser.add_argument("--chunk_sizes", default="65536,default",
+                      help="rows per chunk; 'default': the query's own (64 MiB of rows)")
   parser.add_argument("--strategies", default="msal_d,msal")
   parser.add_argument("--dir", default="/tmp")
   parser.add_argument("--no-memmap", action="store_true", help="skip the memory-map contrast")
@@ -107,21 +109,23 @@ def main() -> None:
     print(f"{'python + jax, no data':>22} {'-':>8} {'-':>9} | {wall:>7.1f} {rss:>11,.0f} "
           f"{'-':>8}", flush=True)
     results = {}
-    for chunk in (int(s) for s in args.chunk_sizes.split(",")):
+    for chunk in args.chunk_sizes.split(","):
+      chunk_flag = [] if chunk == "default" else [f"--chunk_size={int(chunk)}"]
+      shown = chunk if chunk == "default" else f"{int(chunk):,}"
       for strategy in args.strategies.split(","):
         out = os.path.join(folder, f"ids_{strategy}_{chunk}.csv")
         wall, rss, _, _ = _run([sys.executable, "-m", "msal_jax.query", f"--features={feats}",
                                 f"--labeled={mask}", f"--strategy={strategy}",
-                                f"--budget={args.budget}", f"--chunk_size={chunk}",
+                                f"--budget={args.budget}", *chunk_flag,
                                 "--noprogress", f"--out={out}"])
         results[(strategy, chunk)] = np.loadtxt(out, skiprows=1, dtype=np.int64).tolist()
-        print(f"{'python -m msal_jax.query':>22} {strategy:>8} {chunk:>9,} | {wall:>7.1f} "
+        print(f"{'python -m msal_jax.query':>22} {strategy:>8} {shown:>9} | {wall:>7.1f} "
               f"{rss:>11,.0f} {rss / size:>8.3f}", flush=True)
       if not args.no_memmap:
         wall, rss, stdout, _ = _run([sys.executable, "-c", _MEMMAP_CHILD, feats, mask,
                                      str(args.budget), str(chunk)])
         same = [int(s) for s in stdout.split()] == results.get(("msal_d", chunk))
-        print(f"{'streaming + np.memmap':>22} {'msal_d':>8} {chunk:>9,} | {wall:>7.1f} "
+        print(f"{'streaming + np.memmap':>22} {'msal_d':>8} {shown:>9} | {wall:>7.1f} "
               f"{rss:>11,.0f} {rss / size:>8.3f}  (same ids as the query: {same})", flush=True)
   finally:
     shutil.rmtree(folder, ignore_errors=True)

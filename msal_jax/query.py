@@ -2,7 +2,7 @@ r"""Bring your own pool: which samples to send for annotation, from features on 
 
   python -m msal_jax.query --features=feats.npy --strategy=msal_d --budget=1000 \
       [--logits=logits.npy] [--num_classes=10 | --prototypes=protos.npy] \
-      [--labeled=mask.npy | --labeled_ids=ids.txt] [--beta=5] [--chunk_size=65536] \
+      [--labeled=mask.npy | --labeled_ids=ids.txt] [--beta=5] [--chunk_size=ROWS] \
       --out=ids.csv
 
 Inputs are ``.npy`` files of any size: ``features`` ``[N, C-1]`` (the
@@ -209,7 +209,7 @@ def labeled_mask(num: int, labeled: Any = None, labeled_ids: Any = None) -> np.n
 def query(features: Any = None, logits: Any = None, *, strategy: str, budget: int,
           labeled: Any = None, labeled_ids: Any = None, prototypes: Any = None,
           num_classes: int | None = None, beta: float = 5.0,
-          chunk_size: int = streaming.DEFAULT_CHUNK, seed: int = 0, nonfinite: str = "error",
+          chunk_size: int | None = None, seed: int = 0, nonfinite: str = "error",
           mesh: Any = None, progress: streaming.Progress | None = None,
           info: dict | None = None) -> np.ndarray:
   """The pool ids to annotate next, in query order.
@@ -226,7 +226,8 @@ def query(features: Any = None, logits: Any = None, *, strategy: str, budget: in
       the features' width + 1, scored through the simplex's structure in
       ``O(C)`` per row (the result of ``scoring.msal(features, None)``).
     beta: MSAL-D's pre-filter factor (``>= 1``; paper: 5 or 10).
-    chunk_size: rows per streamed chunk.
+    chunk_size: rows per streamed chunk; default 64 MiB of input rows, at
+      least 65,536 (:func:`msal_jax.streaming.default_chunk_size`).
     seed: ``random``'s key (``PRNGKey(seed)``, as the library's ``random``).
     nonfinite: ``"error"`` (default), ``"skip"`` or ``"keep"``: see the module doc.
     mesh: optional 1-D device mesh to split each chunk over.
@@ -248,7 +249,8 @@ def query(features: Any = None, logits: Any = None, *, strategy: str, budget: in
     raise ValueError(f"budget must be an integer >= 1, got {budget!r}.")
   if not (isinstance(beta, (int, float)) and beta >= 1):
     raise ValueError(f"beta must be a number >= 1, got {beta!r}.")
-  if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+  if chunk_size is not None and (isinstance(chunk_size, bool) or
+                                 not isinstance(chunk_size, int) or chunk_size < 1):
     raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size!r}.")
   if nonfinite not in streaming.NONFINITE:
     raise ValueError(f"nonfinite must be one of {streaming.NONFINITE}, got {nonfinite!r}.")
@@ -382,7 +384,8 @@ def _define_flags():
   flags.DEFINE_enum("strategy", None, sorted(STRATEGIES), "query strategy.")
   flags.DEFINE_integer("budget", None, "number of ids to select.")
   flags.DEFINE_float("beta", 5.0, "MSAL-D pre-filter factor (paper: 5 or 10).")
-  flags.DEFINE_integer("chunk_size", streaming.DEFAULT_CHUNK, "rows per streamed chunk.")
+  flags.DEFINE_integer("chunk_size", None, "rows per streamed chunk; default: 64 MiB of input "
+                       "rows, at least 65536.")
   flags.DEFINE_integer("seed", 0, "key of the random strategy.")
   flags.DEFINE_enum("nonfinite", "error", list(streaming.NONFINITE),
                     "unlabeled rows with NaN/Inf: error, skip (never select) or keep.")

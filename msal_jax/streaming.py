@@ -17,7 +17,7 @@ lower position on ties, so each merge keeps the order one ``lax.top_k`` over
 the whole pool would give, ties to the lower index included. The result is
 the in-memory selection's (:mod:`msal_jax.selection`) whenever each chunk's
 scores equal the whole pool's (see :mod:`msal_jax.parallel` on XLA:CPU's
-size-dependent kernels; chunks of the default 65,536 rows use the same
+size-dependent kernels; default chunks, at least 65,536 rows, use the same
 kernels as any larger array).
 
 Reading overlaps computing: JAX dispatches a chunk's program asynchronously
@@ -39,7 +39,20 @@ from jax.typing import ArrayLike
 
 from msal_jax import parallel, scoring, selection
 
+# Default chunk: as many rows as fit in DEFAULT_CHUNK_BYTES of input, at least
+# DEFAULT_CHUNK rows. Larger chunks amortise each step's fixed cost: at 10M x 10,
+# 2^16-row chunks took 327 ms, 2^20-row ones 110 ms; at 10M x 100, 2^16 rows
+# 1.5 s, 2^18 1.2 s (docs/benchmarks.md).
 DEFAULT_CHUNK = 65_536
+DEFAULT_CHUNK_BYTES = 64 << 20
+
+
+def default_chunk_size(sources: Mapping[str, Any]) -> int:
+  """Rows per chunk: ``DEFAULT_CHUNK_BYTES`` of the inputs' rows, at least ``DEFAULT_CHUNK``."""
+  row_bytes = sum(int(np.prod(np.shape(x)[1:], dtype=np.int64)) *
+                  jax.dtypes.canonicalize_dtype(parallel.dtype_of(x)).itemsize
+                  for key, x in sources.items() if key != "prototypes")
+  return max(DEFAULT_CHUNK, DEFAULT_CHUNK_BYTES // max(row_bytes, 1))
 NONFINITE = ("keep", "skip", "error")
 
 Progress = Callable[[int, int], None]
@@ -135,7 +148,7 @@ def _check_sources(name: str, sources: Mapping[str, Any], labeled: Any) -> int:
 
 
 def stream_top_k(sources: Mapping[str, Any], labeled: Any, *, score: str, k: int,
-                 carry: bool = False, chunk_size: int = DEFAULT_CHUNK, mesh: Mesh | None = None,
+                 carry: bool = False, chunk_size: int | None = None, mesh: Mesh | None = None,
                  nonfinite: str = "keep", progress: Progress | None = None,
                  _name: str = "stream_top_k") -> tuple[jax.Array, jax.Array, dict[str, int]]:
   """The ``k`` highest keys of ``parallel.SCORES[score]`` over the pool, chunk by chunk.
@@ -147,7 +160,9 @@ def stream_top_k(sources: Mapping[str, Any], labeled: Any, *, score: str, k: int
     score: a key of :data:`msal_jax.parallel.SCORES`.
     k: static number of samples.
     carry: also keep the candidates' ``features`` rows (MSAL-D).
-    chunk_size: rows per step (rounded up to a multiple of the mesh size).
+    chunk_size: rows per step (rounded up to a multiple of the mesh size);
+      default :func:`default_chunk_size` (64 MiB of input rows, at least
+      65,536 rows). Memory is about two chunks on the host and one on the device.
     mesh: optional 1-D mesh; each chunk is then split over its devices.
     nonfinite: ``"keep"``: rows with NaN/Inf values are scored like any other
       (the in-memory functions' behaviour); ``"skip"``: never selected;
@@ -161,6 +176,8 @@ def stream_top_k(sources: Mapping[str, Any], labeled: Any, *, score: str, k: int
   """
   if nonfinite not in NONFINITE:
     raise ValueError(f"{_name}: nonfinite must be one of {NONFINITE}, got {nonfinite!r}.")
+  if chunk_size is None:
+    chunk_size = default_chunk_size(sources)
   if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
     raise ValueError(f"{_name}: chunk_size must be an int >= 1, got {chunk_size!r}.")
   if isinstance(k, bool) or not isinstance(k, int) or k < 1:
@@ -243,7 +260,7 @@ def stream_top_k(sources: Mapping[str, Any], labeled: Any, *, score: str, k: int
 
 
 def msal(features: Any, prototypes: ArrayLike | None, labeled: Any, *, budget: int,
-         chunk_size: int = DEFAULT_CHUNK, mesh: Mesh | None = None, nonfinite: str = "keep",
+         chunk_size: int | None = None, mesh: Mesh | None = None, nonfinite: str = "keep",
          progress: Progress | None = None) -> jax.Array:
   """Streamed MSAL: ``bottom_k_masked(scoring.msal(features, P), ~labeled, budget)``.
 
@@ -269,7 +286,7 @@ def msal(features: Any, prototypes: ArrayLike | None, labeled: Any, *, budget: i
 
 
 def uncertainty(logits: Any, labeled: Any, *, score: str, budget: int,
-                chunk_size: int = DEFAULT_CHUNK, mesh: Mesh | None = None,
+                chunk_size: int | None = None, mesh: Mesh | None = None,
                 nonfinite: str = "keep", progress: Progress | None = None) -> jax.Array:
   """Streamed ``top_k_masked(scoring.<score>(logits), ~labeled, budget)``.
 
@@ -295,7 +312,7 @@ diversify = jax.jit(selection.diversify, static_argnames="budget")
 def msal_d(features: Any, prototypes: ArrayLike | None, labeled: Any, *, budget: int,
            beta: float, uncertainty: Any | None = None, logits: Any | None = None,
            score: str | None = None,
-           chunk_size: int = DEFAULT_CHUNK, mesh: Mesh | None = None, nonfinite: str = "keep",
+           chunk_size: int | None = None, mesh: Mesh | None = None, nonfinite: str = "keep",
            progress: Progress | None = None) -> jax.Array:
   """Streamed MSAL-D: the same ``[budget]`` indices as :func:`selection.msal_d`.
 

@@ -116,6 +116,22 @@ def test_memmap_and_npy_rows_inputs(tmp_path):
       rows.read_into(50, bad)
 
 
+def test_default_chunk_size_is_64_mib_of_rows_at_least_65536():
+  f32 = np.dtype(np.float32)
+  shaped = lambda *shape: np.broadcast_to(np.zeros((), f32), shape)  # no memory
+  assert streaming.default_chunk_size({"features": shaped(10**7, 9)}) == (64 << 20) // 36
+  assert streaming.default_chunk_size({"features": shaped(10**7, 99),
+                                       "prototypes": np.zeros((100, 99))}) == (64 << 20) // 396
+  # features and logits together: 99 + 100 floats per row
+  assert streaming.default_chunk_size({"features": shaped(10, 99), "logits": shaped(10, 100)}
+                                      ) == (64 << 20) // 796
+  assert streaming.default_chunk_size({"logits": shaped(10, 1000)}) == 65_536  # the floor
+  z, _, labeled = _pool(6)  # the default on a small pool: one chunk, the same selection
+  p = prototypes.simplex(C)
+  assert streaming.msal_d(z, p, labeled, budget=7, beta=2.0).tolist() == \
+      selection.msal_d(z, p, labeled, budget=7, beta=2.0).tolist()
+
+
 def test_chunk_buffers_are_reused_and_aligned():
   # Two host buffers per input, refilled in turn: many chunks, each chunk's
   # rows (and the padded last one's fill) exactly as in the pool.
