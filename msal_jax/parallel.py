@@ -339,7 +339,11 @@ def _check_k(name: str, k: int) -> None:
     raise ValueError(f"{name}: k must be a Python int >= 1 (static), got {k!r}.")
 
 
-def _pool_size(name: str, arrays: Mapping[str, Any], labeled: Any) -> int:
+def pool_size(name: str, arrays: Mapping[str, Any], labeled: Any) -> int:
+  """``N`` from the ``[N]`` bool mask, after checking every row array against it.
+
+  Shared with :mod:`msal_jax.streaming`; ``name`` starts each error message.
+  """
   num = np.shape(labeled)[0] if ndim(labeled) == 1 else None
   if num is None:
     raise ValueError(f"{name}: the labeled mask must be [N], got shape {np.shape(labeled)}.")
@@ -371,7 +375,7 @@ def _place(arrays: Mapping[str, Any], labeled: Any, mesh: Mesh):
 
 def _run_top_k(name, score, arrays, labeled, k, mesh):
   _check_k(name, k)
-  _pool_size(name, arrays, labeled)
+  pool_size(name, arrays, labeled)
   placed, labeled = _place(arrays, labeled, mesh)
   return _top_k_jit(placed, labeled, score=score, k=k, mesh=mesh)
 
@@ -448,7 +452,7 @@ def _random_scores(rows: int, mesh: Mesh) -> Callable[[jax.Array], jax.Array]:
 def random(key: jax.Array, labeled: ArrayLike, *, budget: int, mesh: Mesh) -> jax.Array:
   """Uniform sample over the mesh: ``top_k_masked(scoring.random(key, N), ~labeled, budget)``."""
   _check_k("random", budget)
-  num = _pool_size("random", {}, labeled)
+  num = pool_size("random", {}, labeled)
   scores = _random_scores(padded_size(num, mesh), mesh)(key)
   _, labeled = _place({}, labeled, mesh)
   return _top_k_jit({"uncertainty": scores}, labeled, score="given", k=budget, mesh=mesh)
@@ -532,7 +536,7 @@ def msal_d(features: ArrayLike, prototypes: ArrayLike | None, labeled: ArrayLike
   """
   arrays, name = msal_d_inputs(features, prototypes, budget=budget, beta=beta,
                                uncertainty=uncertainty, logits=logits, score=score)
-  num = _pool_size("msal_d", arrays, labeled)
+  num = pool_size("msal_d", arrays, labeled)
   m = selection.num_candidates(budget, beta, num)
   placed, labeled = _place(arrays, labeled, mesh)
   return _msal_d_jit(placed, labeled, placed["prototypes"], score=name, m=m, budget=budget,

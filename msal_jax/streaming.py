@@ -131,20 +131,10 @@ def _step(state, inputs, labeled, offset, *, score, k, carry, mesh, nonfinite):
 
 
 def _check_sources(name: str, sources: Mapping[str, Any], labeled: Any) -> int:
-  if parallel.ndim(labeled) != 1:
-    raise ValueError(f"{name}: the labeled mask must be [N], got shape {np.shape(labeled)}.")
-  if parallel.dtype_of(labeled) != np.bool_:
-    raise ValueError(f"{name}: the labeled mask must be boolean, got {parallel.dtype_of(labeled)}.")
-  num = np.shape(labeled)[0]
-  for key, x in sources.items():
-    if parallel.ROW_AXIS[key] != 0 and key != "prototypes":
+  for key in sources:
+    if parallel.ROW_AXIS[key] not in (0, None):
       raise ValueError(f"{name}: {key} cannot be streamed (rows must be the first axis).")
-    if key != "prototypes" and np.shape(x)[0] != num:
-      raise ValueError(f"{name}: {key} has shape {np.shape(x)}, but the labeled mask has "
-                       f"N={num} entries.")
-  if num >= 2**31:
-    raise ValueError(f"{name}: pools of 2**31 samples or more are not supported (N={num}).")
-  return num
+  return parallel.pool_size(name, sources, labeled)
 
 
 def stream_top_k(sources: Mapping[str, Any], labeled: Any, *, score: str, k: int,
