@@ -57,6 +57,8 @@ def test_every_score_streamed_equals_in_memory():
   p = prototypes.simplex(C)
   got = streaming.msal(z, p, labeled, budget=12, chunk_size=64)
   assert got.tolist() == selection.bottom_k_masked(scoring.msal(z, p), ~labeled, 12).tolist()
+  got = streaming.msal(z, None, labeled, budget=12, chunk_size=64)  # the simplex, structured
+  assert got.tolist() == selection.bottom_k_masked(scoring.msal(z, None), ~labeled, 12).tolist()
   for score, fn in scoring.UNCERTAINTY.items():
     got = streaming.uncertainty(logits, labeled, score=score, budget=12, chunk_size=64)
     assert got.tolist() == selection.top_k_masked(fn(logits), ~labeled, 12).tolist(), score
