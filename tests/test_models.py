@@ -277,6 +277,26 @@ def test_small_cnn_shapes_and_param_count():
   assert logits.shape == (3, 10) and feats.shape == (3, 9)
 
 
+@pytest.mark.parametrize("shape", [(3, 28, 28, 5), (2, 7, 9, 3), (1, 2, 2, 1), (2, 3, 3, 4)])
+def test_small_cnn_pooling_is_nn_max_pool_with_the_same_gradient(shape):
+  # Integer values: many tied maxima per window; the gradient must go where
+  # nn.max_pool's (XLA select-and-scatter) sends it, bit for bit. Odd sizes
+  # drop the last row/column as VALID pooling does.
+  from msal_jax.models.cnn import max_pool_2x2
+
+  rng = np.random.default_rng(sum(shape))
+  x = jnp.asarray(rng.integers(0, 3, shape).astype(np.float32))
+  g = jnp.asarray(rng.normal(size=(shape[0], shape[1] // 2, shape[2] // 2, shape[3])),
+                  jnp.float32)
+  ref = lambda x: nn.max_pool(x, (2, 2), strides=(2, 2))  # noqa: E731
+  out, vjp = jax.vjp(max_pool_2x2, x)
+  want, ref_vjp = jax.vjp(ref, x)
+  np.testing.assert_array_equal(out, want)
+  np.testing.assert_array_equal(vjp(g)[0], ref_vjp(g)[0])
+  jitted = jax.jit(lambda x, g: jax.vjp(max_pool_2x2, x)[1](g)[0])
+  np.testing.assert_array_equal(jitted(x, g), ref_vjp(g)[0])
+
+
 def test_dropout_train_eval_and_mc_dropout():
   x = jax.random.normal(jax.random.key(0), (4, 28, 28, 1))
   model = models.make_model(
