@@ -9,44 +9,37 @@ import jax.numpy as jnp
 
 @jax.custom_vjp
 def max_pool_2x2(x: jax.Array) -> jax.Array:
-  """``nn.max_pool(x, (2, 2), strides=(2, 2))`` on NHWC, with the same gradient.
+  """``nn.max_pool(x, (2, 2), strides=(2, 2))`` on NHWC, with the same gradient, faster.
 
-  The forward pass is an elementwise max of the four strided views of each
-  window; the backward pass routes each output's gradient to the first
-  maximum of its window in row-major order, which is what ``nn.max_pool``'s
-  gradient (XLA's select-and-scatter) does, ties included (tests compare the
-  two bit for bit). On XLA:CPU select-and-scatter took about 100 ms of a
-  245 ms SmallCNN train step of 128 MNIST images on one core; this one takes
-  a few (docs/benchmarks.md). Odd heights and widths drop the last row or
-  column, as VALID pooling does.
+  The forward pass is ``nn.max_pool``. The backward pass routes each
+  output's gradient to the first maximum of its window in row-major order,
+  which is what ``nn.max_pool``'s own gradient (XLA's select-and-scatter)
+  does, ties included (tests compare the two bit for bit), but as
+  elementwise ops on the window's four strided views: on XLA:CPU
+  select-and-scatter took about 90 ms of a 225 ms SmallCNN train step of 128
+  MNIST images on one core (docs/benchmarks.md). Odd heights and widths drop
+  the last row or column, as VALID pooling does.
   """
-  return _pool_parts(x)[0]
-
-
-def _pool_parts(x):
-  b, h, w, c = x.shape
-  h2, w2 = h // 2, w // 2
-  x6 = x[:, : 2 * h2, : 2 * w2].reshape(b, h2, 2, w2, 2, c)
-  parts = [x6[:, :, i, :, j] for i in (0, 1) for j in (0, 1)]  # row-major window order
-  out = jnp.maximum(jnp.maximum(parts[0], parts[1]), jnp.maximum(parts[2], parts[3]))
-  return out, parts
+  return nn.max_pool(x, (2, 2), strides=(2, 2))
 
 
 def _max_pool_fwd(x):
-  out, parts = _pool_parts(x)
-  return out, (parts, out, x.shape)
+  out = max_pool_2x2(x)
+  return out, (x, out)
 
 
 def _max_pool_bwd(res, g):
-  parts, out, shape = res
+  x, out = res
+  b, h, w, c = x.shape
+  h2, w2 = h // 2, w // 2
+  x6 = x[:, : 2 * h2, : 2 * w2].reshape(b, h2, 2, w2, 2, c)
   taken = jnp.zeros(out.shape, bool)
   grads = []
-  for part in parts:  # the first maximum of each window takes the whole gradient
-    first = (part == out) & ~taken
-    grads.append(jnp.where(first, g, jnp.zeros_like(g)))
-    taken = taken | first
-  b, h, w, c = shape
-  h2, w2 = h // 2, w // 2
+  for i in (0, 1):  # the window in row-major order: its first maximum takes the gradient
+    for j in (0, 1):
+      first = (x6[:, :, i, :, j] == out) & ~taken
+      grads.append(jnp.where(first, g, jnp.zeros_like(g)))
+      taken = taken | first
   dx = jnp.stack([jnp.stack(grads[0:2], axis=3), jnp.stack(grads[2:4], axis=3)], axis=2)
   dx = dx.reshape(b, 2 * h2, 2 * w2, c)
   return (jnp.pad(dx, ((0, 0), (0, h - 2 * h2), (0, w - 2 * w2), (0, 0))),)
@@ -85,6 +78,6 @@ class SmallCNN(nn.Module):
       raise ValueError(f"SmallCNN: expected NHWC input, got shape {x.shape}.")
     for width in self.widths:
       x = nn.relu(nn.Conv(int(width), (3, 3), padding="SAME")(x))
-      x = max_pool_2x2(x)  # = nn.max_pool(x, (2, 2), strides=(2, 2)), faster backward
+      x = max_pool_2x2(x)  # nn.max_pool(x, (2, 2), strides=(2, 2)), faster backward
     x = x.reshape(x.shape[0], -1)
     return nn.relu(nn.Dense(int(self.hidden))(x))
