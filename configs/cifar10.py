@@ -17,9 +17,9 @@ epochs, augmentation on, 3 seeds:
 
   python -m experiments.run --config=configs/cifar10.py:cpu --config.data.dir=/path/to/cifar10
 
-Runtime of the CPU variant on a 2-core CPU (measured 2026-11-30 on synthetic
-files of the real sizes, docs/results.md): one (strategy, seed) run 3 min 37 s,
-1.0 GB peak memory; the 4 strategies x 3 seeds about 12 times that (~43 min,
+Runtime of the CPU variant on a 2-core CPU (measured 2026-12-01 on synthetic
+files of the real sizes, docs/results.md): one (strategy, seed) run 2 min 02 s,
+1.1 GB peak memory; the 4 strategies x 3 seeds about 12 times that (~24 min,
 projected).
 
 Paper (Table 2, AUBC / F-acc): Random 0.797 / 0.867, MSAL-D 0.8107 / 0.8754.

@@ -19,7 +19,8 @@ epochs, 3 seeds:
 
   python -m experiments.run --config=configs/cifar10_lt.py:cpu --config.data.dir=/path/to/cifar10
 
-Runtime of the CPU variant on a 2-core CPU (measured 2026-11-30 on synthetic
+Runtime of the CPU variant on a 2-core CPU (measured 2026-11-30, before the small CNN's
+faster pooling backward of 2026-12-01, so an upper bound; on synthetic
 files of the real sizes, docs/results.md): one (strategy, seed) run 3 min 01 s,
 0.8 GB peak memory; the 4 strategies x 3 seeds about 12 times that (~36 min,
 projected).

@@ -17,7 +17,8 @@ epochs, 3 seeds (configs/mnist_local.py's settings):
   python -m experiments.run --config=configs/fashion_mnist.py:cpu \
       --config.data.dir=/path/to/fashion_mnist
 
-Runtime of the CPU variant on a 2-core CPU (measured 2026-11-30 on the real idx
+Runtime of the CPU variant on a 2-core CPU (measured 2026-11-30, before the small CNN's
+faster pooling backward of 2026-12-01, so an upper bound; on the real idx
 files, docs/results.md): one (strategy, seed) run 3 min 49 s, 0.7 GB peak memory;
 the 4 strategies x 3 seeds about 12 times that (~46 min, projected).
 

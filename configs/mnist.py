@@ -15,9 +15,9 @@ epochs, 3 seeds (the settings of configs/mnist_local.py):
 
   python -m experiments.run --config=configs/mnist.py:cpu --config.data.dir=/path/to/mnist
 
-Runtime of the CPU variant on a 2-core CPU (measured 2026-11-30 on the real idx
-files, docs/results.md): one (strategy, seed) run 3 min 55 s, 0.7 GB peak memory;
-the 4 strategies x 3 seeds about 12 times that (~47 min, projected).
+Runtime of the CPU variant on a 2-core CPU (measured 2026-12-01 on the real idx
+files, docs/results.md): one (strategy, seed) run 2 min 11 s, 0.7 GB peak memory;
+the 4 strategies x 3 seeds about 12 times that (~26 min, projected).
 
 Paper (Table 2, AUBC / F-acc): Random 0.959 / 0.9814, Entropy 0.968 / 0.9917,
 MSAL 0.976 / 0.9924, MSAL-D 0.982 / 0.9931.

@@ -14,7 +14,8 @@ epochs, 3 seeds:
 
   python -m experiments.run --config=configs/svhn.py:cpu --config.data.dir=/path/to/svhn
 
-Runtime of the CPU variant on a 2-core CPU (measured 2026-11-30 on synthetic
+Runtime of the CPU variant on a 2-core CPU (measured 2026-11-30, before the small CNN's
+faster pooling backward of 2026-12-01, so an upper bound; on synthetic
 files of the real sizes, docs/results.md): one (strategy, seed) run 4 min 42 s,
 1.2 GB peak memory; the 4 strategies x 3 seeds about 12 times that (~56 min,
 projected).

@@ -18,7 +18,8 @@ epochs, augmentation on, 3 seeds:
   python -m experiments.run --config=configs/tinyimagenet.py:cpu \
       --config.data.dir=/path/to/tiny-imagenet-200
 
-Runtime of the CPU variant on a 2-core CPU (measured 2026-11-30 on synthetic
+Runtime of the CPU variant on a 2-core CPU (measured 2026-11-30, before the small CNN's
+faster pooling backward of 2026-12-01, so an upper bound; on synthetic
 files of the real sizes, docs/results.md): one (strategy, seed) run 10 min 32 s,
 4.1 GB peak memory; the 4 strategies x 3 seeds about 12 times that (~2 h 6 min,
 projected).
