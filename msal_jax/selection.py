@@ -64,21 +64,10 @@ def top_k(keys: ArrayLike, k: int, *, block: int | None = None) -> tuple[jax.Arr
     ``(values [k], indices [k] int32)`` as ``lax.top_k`` returns them.
   """
   keys = jnp.asarray(keys)
-  num = keys.shape[0]
+  num = keys.shape[0] if keys.ndim else 0
   if keys.ndim != 1 or not 1 <= k <= num:
     raise ValueError(f"top_k: keys must be [N] with 1 <= k <= N, got {keys.shape}, k={k}.")
-  if block is None:
-    block = TOP_K_BLOCK if num >= _TOP_K_BLOCKED_MIN * k * TOP_K_BLOCK else 0
-  rows = -(-num // block) if block else 0
-  if rows < k or k * block >= num:
-    vals, idx = jax.lax.top_k(keys, k)
-    return vals, idx.astype(jnp.int32)
-  padded = jnp.pad(keys, (0, rows * block - num), constant_values=-jnp.inf).reshape(rows, block)
-  _, top_rows = jax.lax.top_k(jnp.max(padded, axis=1), k)
-  top_rows = jnp.sort(top_rows)  # pool order, so that ties go to the lower index
-  vals, pos = jax.lax.top_k(padded[top_rows].reshape(-1), k)
-  idx = top_rows[pos // block] * block + pos % block
-  return vals, idx.astype(jnp.int32)
+  return top_k_of(lambda rows: keys if rows is None else keys[rows], num, k, block=block)
 
 
 def top_k_of(key_fn: Callable[[jax.Array | None], jax.Array], num: int, k: int, *,
@@ -112,7 +101,8 @@ def top_k_of(key_fn: Callable[[jax.Array | None], jax.Array], num: int, k: int, 
     block = TOP_K_BLOCK if num >= _TOP_K_BLOCKED_MIN * k * TOP_K_BLOCK else 0
   rows = -(-num // block) if block else 0
   if rows < k or k * block >= num:
-    return top_k(key_fn(None), k, block=0)
+    vals, idx = jax.lax.top_k(key_fn(None), k)
+    return vals, idx.astype(jnp.int32)
   keys = key_fn(None)
   padded = jnp.pad(keys, (0, rows * block - num), constant_values=-jnp.inf).reshape(rows, block)
   _, top_rows = jax.lax.top_k(jnp.max(padded, axis=1), k)
