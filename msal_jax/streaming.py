@@ -62,17 +62,6 @@ class NonFiniteError(ValueError):
   """A pool row holds NaN or Inf values (``nonfinite="error"``)."""
 
 
-def _read(src: Any, start: int, stop: int, rows: int, dtype: np.dtype, fill: Any) -> np.ndarray:
-  """Rows ``start:stop`` of ``src`` as a ``[rows, ...]`` ``dtype`` array, padded with ``fill``."""
-  block = np.asarray(src[start:stop])
-  if stop - start == rows and block.dtype == dtype:
-    return np.ascontiguousarray(block)  # no padding, no conversion: no second copy
-  out = np.empty((rows,) + block.shape[1:], dtype)
-  out[: stop - start] = block
-  out[stop - start:] = fill
-  return out
-
-
 # Host chunk buffers are aligned to this many bytes: XLA:CPU then uses them in
 # place (jax.device_put of an aligned numpy array does not copy it).
 _ALIGN = 64
@@ -88,9 +77,10 @@ def _aligned_empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
 class _ChunkReader:
   """Reads chunks of one source into two reused, aligned host buffers, in turn.
 
-  On one device, XLA:CPU computes on such a buffer in place, so a chunk costs
-  one copy from the source (none with a fresh array and first-touch page
-  faults per chunk, which on the VM of docs/benchmarks.md cost more than the
+  Each chunk is ``rows`` rows, the last one padded with ``fill``. On one
+  device, XLA:CPU computes on such a buffer in place, so a chunk costs one
+  copy from the source (none with a fresh array and first-touch page faults
+  per chunk, which on the VM of docs/benchmarks.md cost more than the
   scoring). Safe because :func:`stream_top_k` waits for chunk ``i - 1``'s
   step before it refills that chunk's buffer with chunk ``i + 1``.
   """
@@ -213,20 +203,14 @@ def stream_top_k(sources: Mapping[str, Any], labeled: Any, *, score: str, k: int
           "rows must be finite); fix the input, mark the row labeled, or skip such rows "
           "(nonfinite='skip').")
 
-  if mesh is None:  # reused host buffers that the device computes on in place
-    readers = {key: _ChunkReader(x, chunk_size, dtypes[key], 0) for key, x in rows.items()}
-    lab_reader = _ChunkReader(labeled, chunk_size, np.dtype(np.bool_), True)
+  readers = {key: _ChunkReader(x, chunk_size, dtypes[key], 0) for key, x in rows.items()}
+  lab_reader = _ChunkReader(labeled, chunk_size, np.dtype(np.bool_), True)  # padding: labeled
 
   previous = None
   for chunk, start in enumerate(range(0, num, chunk_size)):
     stop = min(start + chunk_size, num)
-    if mesh is None:
-      inputs = {key: jax.device_put(r.read(chunk, start, stop)) for key, r in readers.items()}
-      lab = jax.device_put(lab_reader.read(chunk, start, stop))
-    else:
-      inputs = {key: place(_read(x, start, stop, chunk_size, dtypes[key], 0))
-                for key, x in rows.items()}
-      lab = place(_read(labeled, start, stop, chunk_size, np.bool_, True), fill=True)
+    inputs = {key: place(r.read(chunk, start, stop)) for key, r in readers.items()}
+    lab = place(lab_reader.read(chunk, start, stop), fill=True)
     state = _step(state, {**inputs, **consts}, lab, jnp.int32(start), score=score, k=k,
                   carry=carry, mesh=mesh, nonfinite=nonfinite)
     if previous is not None:  # at most two chunks in flight
