@@ -408,11 +408,8 @@ def msal(features: ArrayLike, prototypes: ArrayLike | None, labeled: ArrayLike, 
     ``[budget] int32`` pool indices, lowest certainty first (ties to the lower
     index), ``-1`` padded: ``bottom_k_masked(scoring.msal(features, P), ~labeled, budget)``.
   """
-  check_feature_width("msal", features, prototypes)
-  if prototypes is None:
-    return _run_top_k("msal", "msal_simplex", {"features": features}, labeled, budget, mesh)
-  return _run_top_k("msal", "msal", {"features": features, "prototypes": prototypes}, labeled,
-                    budget, mesh)
+  arrays, score = msal_inputs("msal", features, prototypes)
+  return _run_top_k("msal", score, arrays, labeled, budget, mesh)
 
 
 def uncertainty(logits: ArrayLike, labeled: ArrayLike, *, score: str, budget: int,
@@ -472,6 +469,20 @@ def check_feature_width(name, features, prototypes):
         f"{name}: features have width {np.shape(features)[1]} but prototypes have width "
         f"{np.shape(prototypes)[1]}: the features must be the max-separation head's C-1 "
         "outputs for prototypes.simplex(C).")
+
+
+def msal_inputs(name: str, features: Any, prototypes: Any) -> tuple[dict[str, Any], str]:
+  """Checks MSAL's arguments; returns its input arrays by name and its score's name.
+
+  ``"msal"`` scores ``features`` against the ``prototypes`` given;
+  ``prototypes=None`` is ``"msal_simplex"``, the standard simplex scored
+  through its structure (:func:`msal_jax.scoring.msal`). Shared with
+  :func:`msal_jax.streaming.msal`.
+  """
+  check_feature_width(name, features, prototypes)
+  if prototypes is None:
+    return {"features": features}, "msal_simplex"
+  return {"features": features, "prototypes": prototypes}, "msal"
 
 
 def msal_d_inputs(features: Any, prototypes: Any, *, budget: int, beta: float,

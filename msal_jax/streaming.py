@@ -249,13 +249,9 @@ def msal(features: Any, prototypes: ArrayLike | None, labeled: Any, *, budget: i
   Returns:
     ``[budget] int32`` pool indices, lowest certainty first, ``-1`` padded.
   """
-  parallel.check_feature_width("msal", features, prototypes)
-  sources = {"features": features}
-  if prototypes is not None:
-    sources["prototypes"] = prototypes
-  idx, _, _ = stream_top_k(sources, labeled, score="msal" if prototypes is not None
-                           else "msal_simplex", k=budget, chunk_size=chunk_size, mesh=mesh,
-                           nonfinite=nonfinite, progress=progress, _name="msal")
+  sources, score = parallel.msal_inputs("msal", features, prototypes)
+  idx, _, _ = stream_top_k(sources, labeled, score=score, k=budget, chunk_size=chunk_size,
+                           mesh=mesh, nonfinite=nonfinite, progress=progress, _name="msal")
   return idx
 
 

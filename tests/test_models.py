@@ -297,6 +297,71 @@ def test_small_cnn_pooling_is_nn_max_pool_with_the_same_gradient(shape):
   np.testing.assert_array_equal(jitted(x, g), ref_vjp(g)[0])
 
 
+@pytest.mark.parametrize("shape,window,strides,padding", [
+    ((3, 14, 14, 4), (3, 3), (2, 2), ((1, 1), (1, 1))),  # ResNet18's stem pooling
+    ((2, 7, 9, 3), (3, 3), (2, 2), ((1, 1), (1, 1))),
+    ((1, 2, 2, 1), (3, 3), (2, 2), ((1, 1), (1, 1))),
+    ((2, 8, 8, 3), (3, 3), (1, 1), ((1, 1), (1, 1))),    # up to 9 windows per input
+    ((2, 9, 6, 2), (3, 2), (2, 1), ((0, 1), (2, 0))),
+    ((2, 7, 9, 3), (2, 2), (2, 2), "VALID"),
+])
+@pytest.mark.parametrize("values", ["ties", "normal", "with_-inf"])
+def test_max_pool_is_nn_max_pool_with_the_same_gradient(shape, window, strides, padding, values):
+  # The gradient must be select-and-scatter's bit for bit: the first maximum
+  # of each window (ties: integer values; -inf windows may pick padding), and
+  # overlapping windows' gradients summed in the same order (3x3/1: up to 9).
+  from msal_jax.models.pooling import max_pool
+
+  rng = np.random.default_rng(sum(shape) + len(values))
+  if values == "normal":
+    x = rng.normal(size=shape).astype(np.float32)
+  else:
+    x = rng.integers(0, 3, shape).astype(np.float32)
+    if values == "with_-inf":
+      x[x == 0] = -np.inf
+  x = jnp.asarray(x)
+  want, ref_vjp = jax.vjp(lambda x: nn.max_pool(x, window, strides=strides, padding=padding), x)
+  out, vjp = jax.vjp(lambda x: max_pool(x, window, strides, padding), x)
+  np.testing.assert_array_equal(out, want)
+  g = jnp.asarray(rng.normal(size=want.shape), jnp.float32)
+  np.testing.assert_array_equal(vjp(g)[0], ref_vjp(g)[0])
+  pool = lambda x: max_pool(x, window, strides, padding)  # noqa: E731
+  jitted = jax.jit(lambda x, g: jax.vjp(pool, x)[1](g)[0])
+  np.testing.assert_array_equal(jitted(x, g), ref_vjp(g)[0])
+
+
+def test_max_pool_rejects_bad_arguments():
+  from msal_jax.models.pooling import max_pool
+
+  x = jnp.zeros((1, 4, 4, 1))
+  with pytest.raises(ValueError, match="padding must be 'VALID'"):
+    max_pool(x, (2, 2), (2, 2), "SAME")
+  with pytest.raises(ValueError, match="NHWC"):
+    max_pool(jnp.zeros((4, 4, 1)), (2, 2), (2, 2))
+  with pytest.raises(ValueError, match=">= 1"):
+    max_pool(x, (0, 2), (2, 2))
+
+
+def test_resnet18_stem_pooling_gradient_is_nn_max_pool(monkeypatch):
+  # The whole trunk against the same trunk whose stem pools with nn.max_pool:
+  # the same outputs and parameter gradients, bit for bit.
+  from msal_jax.models import resnet
+
+  x = jax.random.normal(jax.random.key(0), (2, 16, 16, 3))
+  model = resnet.ResNet18(stem="cifar")
+  variables = model.init(jax.random.key(1), x, train=False)
+
+  def value_and_grad():
+    loss = lambda p: jnp.sum(model.apply({**variables, "params": p}, x, train=False) ** 2)  # noqa: E731
+    return jax.value_and_grad(loss)(variables["params"])
+
+  got = value_and_grad()
+  monkeypatch.setattr(resnet, "max_pool",
+                      lambda x, w, s, p: nn.max_pool(x, w, strides=s, padding=p))
+  want = value_and_grad()
+  jax.tree.map(np.testing.assert_array_equal, got, want)
+
+
 def test_dropout_train_eval_and_mc_dropout():
   x = jax.random.normal(jax.random.key(0), (4, 28, 28, 1))
   model = models.make_model(

@@ -4,48 +4,23 @@ from __future__ import annotations
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
+
+from msal_jax.models.pooling import max_pool
 
 
-@jax.custom_vjp
 def max_pool_2x2(x: jax.Array) -> jax.Array:
   """``nn.max_pool(x, (2, 2), strides=(2, 2))`` on NHWC, with the same gradient, faster.
 
-  The forward pass is ``nn.max_pool``. The backward pass routes each
-  output's gradient to the first maximum of its window in row-major order,
-  which is what ``nn.max_pool``'s own gradient (XLA's select-and-scatter)
-  does, ties included (tests compare the two bit for bit), but as
-  elementwise ops on the window's four strided views: on XLA:CPU
-  select-and-scatter took about 90 ms of a 225 ms SmallCNN train step of 128
-  MNIST images on one core (docs/benchmarks.md). Odd heights and widths drop
-  the last row or column, as VALID pooling does.
+  :func:`msal_jax.models.pooling.max_pool` with a 2x2 window and stride: the
+  forward pass is ``nn.max_pool``; the backward pass sends each output's
+  gradient to the first maximum of its window in row-major order, as
+  ``nn.max_pool``'s own gradient (XLA's select-and-scatter) does, ties
+  included, but as elementwise ops: on XLA:CPU select-and-scatter took about
+  90 ms of a 225 ms SmallCNN train step of 128 MNIST images on one core
+  (docs/benchmarks.md). Odd heights and widths drop the last row or column,
+  as VALID pooling does.
   """
-  return nn.max_pool(x, (2, 2), strides=(2, 2))
-
-
-def _max_pool_fwd(x):
-  out = max_pool_2x2(x)
-  return out, (x, out)
-
-
-def _max_pool_bwd(res, g):
-  x, out = res
-  b, h, w, c = x.shape
-  h2, w2 = h // 2, w // 2
-  x6 = x[:, : 2 * h2, : 2 * w2].reshape(b, h2, 2, w2, 2, c)
-  taken = jnp.zeros(out.shape, bool)
-  grads = []
-  for i in (0, 1):  # the window in row-major order: its first maximum takes the gradient
-    for j in (0, 1):
-      first = (x6[:, :, i, :, j] == out) & ~taken
-      grads.append(jnp.where(first, g, jnp.zeros_like(g)))
-      taken = taken | first
-  dx = jnp.stack([jnp.stack(grads[0:2], axis=3), jnp.stack(grads[2:4], axis=3)], axis=2)
-  dx = dx.reshape(b, 2 * h2, 2 * w2, c)
-  return (jnp.pad(dx, ((0, 0), (0, h - 2 * h2), (0, w - 2 * w2), (0, 0))),)
-
-
-max_pool_2x2.defvjp(_max_pool_fwd, _max_pool_bwd)
+  return max_pool(x, (2, 2), (2, 2))
 
 
 class SmallCNN(nn.Module):

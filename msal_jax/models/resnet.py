@@ -25,7 +25,9 @@ positions, e.g. layer3 and layer4 on 28x28 MNIST, at 2x2 and 1x1) and all 1x1
 convolutions run as im2col + one matmul (:func:`conv_general_dilated`) instead
 of XLA's convolution, which on the CPU is up to 100x slower there. They stay
 ``nn.Conv`` modules (``conv_general_dilated=`` hook) with the same parameters:
-the parameter tree, and so the checkpoints, do not change.
+the parameter tree, and so the checkpoints, do not change. The stem's max-pool
+is :func:`msal_jax.models.pooling.max_pool`: ``nn.max_pool``'s forward pass and
+gradient, with a backward 3.5-5x faster on XLA:CPU than select-and-scatter.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax import lax
+
+from msal_jax.models.pooling import max_pool
 
 STEMS = ("imagenet", "cifar")
 STAGE_WIDTHS = (64, 128, 256, 512)
@@ -238,7 +242,8 @@ class ResNet18(nn.Module):
     x = _BatchNorm(use_running_average=not train, name="stem_bn")(x)
     x = nn.relu(x)
     if self.maxpool is None or self.maxpool:
-      x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+      # nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1))), faster backward
+      x = max_pool(x, (3, 3), (2, 2), ((1, 1), (1, 1)))
     for stage, (width, blocks) in enumerate(zip(STAGE_WIDTHS, BLOCKS_PER_STAGE, strict=True)):
       for block in range(blocks):
         strides = 2 if stage > 0 and block == 0 else 1
