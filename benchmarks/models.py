@@ -83,6 +83,8 @@ def _parse() -> argparse.Namespace:
                       help="0: library defaults; 1: one thread each; N: torch threads")
   parser.add_argument("--torch-channels-last", action="store_true",
                       help="run the torch models and inputs in channels_last (NHWC)")
+  parser.add_argument("--torch-device", default="cpu",
+                      help="where the PyTorch twins run: cpu (default) or cuda (on a GPU host)")
   parser.add_argument("--quick", action="store_true")
   args = parser.parse_args()
   args.models = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -244,10 +246,11 @@ class Bench:
     # PyTorch: the same uint8 pool, NCHW.
     self.memory_format = torch.channels_last if args.torch_channels_last else \
         torch.contiguous_format
-    self.t_model = torch_model(name).to(memory_format=self.memory_format)
+    self.t_device = torch.device(args.torch_device)
+    self.t_model = torch_model(name).to(self.t_device, memory_format=self.memory_format)
     self.t_opt = torch.optim.Adam(self.t_model.parameters(), lr=1e-3)
-    self.t_images = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
-    self.t_labels = torch.from_numpy(labels).long()
+    self.t_images = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().to(self.t_device)
+    self.t_labels = torch.from_numpy(labels).long().to(self.t_device)
     self.t_gen = torch.Generator().manual_seed(0)
 
   def param_counts(self):
@@ -263,7 +266,39 @@ class Bench:
     assert tuple(logits_j.shape) == tuple(logits_t.shape) == (4, NUM_CLASSES), \
         (logits_j.shape, logits_t.shape)
 
+  def _t_sync(self):
+    if self.t_device.type == "cuda":
+      torch.cuda.synchronize(self.t_device)
+
+  def flops_per_image(self):
+    """XLA's cost analysis of the jax model: (forward, forward + backward) FLOPs per image.
+
+    Of the compiled forward pass on the inference batch and of the gradient of a
+    cross-entropy loss on the train batch (the optimizer update, a few FLOPs per
+    parameter, is left out); ``nan`` where the backend reports no count.
+    """
+    variables = {"params": self.state.params, "batch_stats": self.state.batch_stats}
+    model = self.trainer.model
+    x = jnp.zeros((self.args.batch, 28, 28, 1), jnp.float32)
+    xt = jnp.zeros((self.args.train_batch, 28, 28, 1), jnp.float32)
+    yt = jnp.zeros((self.args.train_batch,), jnp.int32)
+
+    def loss(params):
+      (logits, _), _ = model.apply({**variables, "params": params}, xt, train=True,
+                                   mutable=["batch_stats"], rngs={"dropout": jax.random.key(0)})
+      return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), yt[:, None], axis=1))
+
+    def flops(fn, *a):
+      cost = jax.jit(fn).lower(*a).compile().cost_analysis()
+      cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+      return float((cost or {}).get("flops", float("nan")))
+
+    fwd = flops(lambda v, x: model.apply(v, x, train=False), variables, x) / self.args.batch
+    bwd = flops(jax.grad(loss), self.state.params) / self.args.train_batch
+    return fwd, bwd
+
   def _t_batch(self, idx):
+    idx = idx.to(self.t_device)
     x = self.t_images[idx].float().div_(255.0).sub_(MNIST_MEAN).div_(MNIST_STD)
     return x.contiguous(memory_format=self.memory_format)
 
@@ -276,6 +311,7 @@ class Bench:
     self.t_model.eval()
     with torch.inference_mode():
       self.t_model(self._t_batch(torch.arange(self.args.batch)))
+    self._t_sync()
 
   # -- training -----------------------------------------------------------------
 
@@ -292,9 +328,11 @@ class Bench:
     for i in range(self.steps):
       idx = order[i * bs:(i + 1) * bs]
       self.t_opt.zero_grad(set_to_none=True)
-      loss = F.cross_entropy(self.t_model(self._t_batch(idx)), self.t_labels[idx])
+      loss = F.cross_entropy(self.t_model(self._t_batch(idx)),
+                             self.t_labels[idx.to(self.t_device)])
       loss.backward()
       self.t_opt.step()
+    self._t_sync()
     if not torch.isfinite(loss):
       raise FloatingPointError(f"torch {self.name}: loss {loss}")
 
@@ -318,13 +356,15 @@ def main() -> None:
   xla_flags = os.environ.get("XLA_FLAGS", "").strip() or "none"
   print(f"date {datetime.datetime.now():%Y-%m-%d %H:%M}; {platform.node()}, {_cpu_name()}, "
         f"{os.cpu_count()} CPUs; load average {load} (1/5/15 min) at start")
-  print(f"jax {jax.__version__} on {jax.devices()[0].platform}, XLA_FLAGS {xla_flags}; "
-        f"torch {torch.__version__} ({torch.get_num_threads()} threads, mkldnn "
+  print(f"jax {jax.__version__} on {jax.devices()[0].platform} ({jax.devices()[0].device_kind}), "
+        f"XLA_FLAGS {xla_flags}; torch {torch.__version__} on {args.torch_device} "
+        f"({torch.get_num_threads()} threads, mkldnn "
         f"{torch.backends.mkldnn.is_available()}, "
         f"{'channels_last' if args.torch_channels_last else 'NCHW'}); infer batch {args.batch}, "
         f"train batch {args.train_batch}; max-sep head, rho {RHO}, C = {NUM_CLASSES}")
   header = (f"{'model':>9} {'phase':>5} {'batch':>7} | {'first s jax':>11} {'torch':>7} | "
-            f"{'msal-jax img/s':>14} {'torch img/s':>11} | {'jax/torch':>9}")
+            f"{'msal-jax img/s':>14} {'torch img/s':>11} | {'jax/torch':>9} | "
+            f"{'jax TFLOP/s':>11}")
   rows = []
   for name in args.models:
     repeats, steps = DEFAULTS[name]
@@ -340,6 +380,9 @@ def main() -> None:
     if jax_n != torch_n:
       raise SystemExit(f"{name}: parameter counts differ, the comparison would not be fair.")
     bench.check_shapes()
+    flops = bench.flops_per_image()
+    print(f"  XLA cost analysis: {flops[0] / 1e9:.3f} GFLOP per image forward, "
+          f"{flops[1] / 1e9:.3f} GFLOP per image forward + backward", flush=True)
     for phase in ("infer", "train"):
       if phase == "infer":
         first, med = interleaved(bench.jax_infer, bench.torch_infer, repeats)
@@ -349,15 +392,17 @@ def main() -> None:
         first, med = interleaved(bench.jax_train, bench.torch_train, repeats)
         n_img = args.train_batch * steps
         batch = f"{args.train_batch}x{steps}"
-      rows.append((name, phase, batch, first, n_img / med[0], n_img / med[1]))
+      rows.append((name, phase, batch, first, n_img / med[0], n_img / med[1],
+                   flops[0] if phase == "infer" else flops[1]))
       print(f"  {phase}: done (load average {os.getloadavg()[0]:.2f})", flush=True)
     del bench
   print()
   print(header)
   print("-" * len(header))
-  for name, phase, batch, first, ips_j, ips_t in rows:
+  for name, phase, batch, first, ips_j, ips_t, flop in rows:
     print(f"{name:>9} {phase:>5} {batch:>7} | {first[0]:>11.2f} {first[1]:>7.2f} | "
-          f"{ips_j:>14,.0f} {ips_t:>11,.0f} | {ips_j / ips_t:>9.2f}")
+          f"{ips_j:>14,.0f} {ips_t:>11,.0f} | {ips_j / ips_t:>9.2f} | "
+          f"{ips_j * flop / 1e12:>11.4f}")
   print(f"\nload average {' '.join(f'{x:.2f}' for x in os.getloadavg())} at the end")
 
 
