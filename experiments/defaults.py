@@ -77,6 +77,11 @@ def get_config() -> ml_collections.ConfigDict:
   # Human in the loop: each round writes queries/round_<r>.csv and stops; fill in the labels
   # and run the same command again to continue (one strategy, one seed).
   config.al.hitl = False
+  # A simulated annotator instead of the dataset's labels: "package.module:make" or
+  # "path/file.py:make", called per run as make(labels=, num_classes=, seed=, **oracle_kwargs)
+  # and returning oracle(ids) -> labels (examples/noisy_oracle.py: a noisy annotator).
+  config.al.oracle = ml_collections.config_dict.placeholder(str)
+  config.al.oracle_kwargs = ml_collections.ConfigDict()
 
   config.train = ml_collections.ConfigDict()
   config.train.epochs = 30  # few labels: enough steps for both heads to converge

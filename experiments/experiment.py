@@ -22,9 +22,11 @@ from collections.abc import Callable
 from typing import Any
 
 import ml_collections
+import numpy as np
 
 from msal_jax import data, loop, metrics, report, strategies
 from msal_jax.data import longtail
+from msal_jax.models import custom
 
 
 def _as_names(value: Any, field: str) -> tuple[str, ...]:
@@ -74,6 +76,10 @@ class Experiment:
   # Custom sources (npz, npy, folder): class_names, image_size, channels when set.
   data_options: dict = dataclasses.field(default_factory=dict)
   hitl: bool = False  # al.hitl: a person labels each round's queries in a CSV
+  # al.oracle: "package.module:make" or "path/file.py:make", a factory of the oracle
+  # function (see _make_oracle), called with al.oracle_kwargs; None: the dataset's labels.
+  oracle: str | None = None
+  oracle_kwargs: dict = dataclasses.field(default_factory=dict)
   imbalance: float | None = None  # data.imbalance: a long-tailed pool (data.longtail)
   imbalance_seed: int = 0  # data.imbalance_seed: which samples the long-tailed pool keeps
   tsne_rounds: tuple[int, ...] = ()
@@ -158,6 +164,7 @@ class Experiment:
         data_path=data_path,
         data_options=data_options,
         hitl=_hitl(config, names),
+        **_oracle_settings(config),
         imbalance=longtail.check_imbalance(config.data.get("imbalance")),
         imbalance_seed=imbalance_seed,
         strategies=names,
@@ -249,6 +256,48 @@ def _hitl(config: ml_collections.ConfigDict, names: tuple[str, ...]) -> bool:
           f"seed and no sweep (got strategies {names}, seeds {seeds}, sweep.field {sweep!r})."
       )
   return value
+
+
+def _oracle_settings(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  spec = config.al.get("oracle")
+  kwargs = _trunk_kwargs(config.al.get("oracle_kwargs"))
+  if spec is None or spec == "dataset":
+    if kwargs:
+      raise ValueError(f"al.oracle_kwargs {kwargs} given but no al.oracle names a factory.")
+    return {}
+  if config.al.get("hitl", False):
+    raise ValueError(f"al.oracle={spec!r} and al.hitl=True are two sources of labels; "
+                     "choose one.")
+  factory = custom.import_object(spec, field="al.oracle")  # a bad spec stops here
+  if not callable(factory):
+    raise ValueError(f"al.oracle: {spec!r} is a {type(factory).__name__}, not a callable "
+                     "factory of the oracle function.")
+  return {"oracle": spec, "oracle_kwargs": kwargs}
+
+
+def _make_oracle(exp: Experiment, dataset: data.Dataset, seed: int) -> Any:
+  """The labels of one (strategy, seed) run: ``"dataset"``, or al.oracle's function.
+
+  The factory named by ``al.oracle`` is called once per run as
+  ``factory(labels=pool_labels [N] int64 (-1 where unknown), num_classes=C,
+  seed=seed, **al.oracle_kwargs)`` and returns ``oracle(ids [k] int64) -> [k]``
+  class indices (a simulated annotator: noisy, biased, ...). A resumed run
+  calls the factory again, so an oracle that answers each id the same way
+  every time (as examples/noisy_oracle.py does) gives the same run resumed or not.
+  """
+  if exp.oracle is None:
+    return "dataset"
+  factory = custom.import_object(exp.oracle, field="al.oracle")
+  try:
+    oracle = factory(labels=np.asarray(dataset.pool_labels, np.int64),
+                     num_classes=dataset.num_classes, seed=seed, **exp.oracle_kwargs)
+  except Exception as e:
+    raise ValueError(f"al.oracle: {exp.oracle}(labels=..., num_classes=..., seed={seed}, "
+                     f"**{exp.oracle_kwargs}) failed: {type(e).__name__}: {e}") from e
+  if not callable(oracle):
+    raise ValueError(f"al.oracle: {exp.oracle} returned a {type(oracle).__name__}, not the "
+                     "oracle function ids -> labels.")
+  return oracle
 
 
 _SWEEPABLE = ("al", "train", "model")
@@ -434,7 +483,8 @@ def run(
             dataset, strategy=strategy, seed=seed, al=point.al, train=point.train,
             model=point.model, workdir=exp.run_dir(workdir, strategy, seed, value),
             max_to_keep=exp.max_to_keep, log=log, embedding_rounds=point.tsne_rounds,
-            embedding_points=point.tsne_points, oracle="csv" if exp.hitl else "dataset",
+            embedding_points=point.tsne_points,
+            oracle="csv" if exp.hitl else _make_oracle(point, dataset, seed),
         )
         summary.pop("rounds")
         summary.pop("variables")  # the network: each run's checkpoints hold it

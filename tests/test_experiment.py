@@ -1,10 +1,12 @@
 """The launcher end to end on the embedded data, and its bad-input errors."""
 
+import dataclasses
 import json
 import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from experiments import experiment
@@ -92,11 +94,76 @@ def test_multi_run_writes_subfolders_and_table(tmp_path):
         ("--config.data.dir=/no/such/dir", "does not exist"),
         ("--config.seeds=(-1,)", "seeds must be integers >= 0"),
         ("--config.strategies=('msal', 'bald')", "model.dropout_rate must be > 0"),
+        ("--config.al.oracle=no_such_module:make", "al.oracle: cannot import module"),
+        ("--config.al.oracle=tests/oracles.py:NOT_CALLABLE", "not a callable factory"),
+        (("--config.al.oracle=tests/oracles.py:shifted", "--config.al.hitl=True",
+          "--config.strategies=('msal',)", "--config.seeds=(0,)"), "two sources of labels"),
     ],
 )
 def test_bad_input_fails_before_training(tmp_path, override, match):
-  proc = _launch(tmp_path, override)
+  proc = _launch(tmp_path, *((override,) if isinstance(override, str) else override))
   assert proc.returncode != 0
   assert match in proc.stderr
   assert "Traceback" not in proc.stderr
   assert not list(tmp_path.rglob("rounds.jsonl"))
+
+
+def test_config_oracle_labels_the_queries(tmp_path):
+  # al.oracle names a factory; the learner is told its answers, recorded per round.
+  proc = _launch(tmp_path, "--config.strategies=('entropy',)", "--config.seeds=(3,)",
+                 "--config.al.oracle=tests/oracles.py:shifted")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  with open(tmp_path / "rounds.jsonl") as f:
+    rounds = [json.loads(line) for line in f]
+  asked = [r for r in rounds if r["queried"]]
+  assert len(asked) == 2
+  for r in asked:  # shifted: (id + seed + 1) % 10
+    assert r["labels"] == [(i + 3 + 1) % 10 for i in r["queried"]]
+  with open(tmp_path / "config.json") as f:
+    assert json.load(f)["al"]["oracle"] == "tests/oracles.py:shifted"
+
+
+def test_config_oracle_factory_errors_and_sweep():
+  from experiments import defaults
+
+  config = defaults.get_config()
+  config.al.oracle = "tests/oracles.py:shifted"
+  config.al.oracle_kwargs.shift = 2
+  config.sweep.field, config.sweep.values = "al.oracle_kwargs.shift", (0, 5)
+  exp = experiment.Experiment.from_config(config)
+  assert [(v, p.oracle, p.oracle_kwargs) for v, p in exp.sweep] == [
+      ("0", "tests/oracles.py:shifted", {"shift": 0}),
+      ("5", "tests/oracles.py:shifted", {"shift": 5})]
+  fake = type("D", (), {"pool_labels": [2, 0, 1], "num_classes": 3})()
+  oracle = experiment._make_oracle(exp.sweep[1][1], fake, seed=1)
+  assert oracle([0, 1, 2]).tolist() == [0, 1, 2]  # (id + 1 + 5) % 3
+  bad = dataclasses.replace(exp, oracle="tests/oracles.py:returns_none", oracle_kwargs={})
+  with pytest.raises(ValueError, match="returned a NoneType, not the oracle function"):
+    experiment._make_oracle(bad, fake, seed=0)
+  config.sweep.field = None
+  config.al.oracle = None
+  with pytest.raises(ValueError, match="al.oracle_kwargs .* given but no al.oracle"):
+    experiment.Experiment.from_config(config)
+
+
+def test_noisy_oracle_example():
+  sys.path.insert(0, os.path.join(ROOT, "examples"))
+  try:
+    from noisy_oracle import noisy_oracle
+  finally:
+    sys.path.pop(0)
+  rng = np.random.default_rng(0)
+  labels = rng.integers(0, 10, 100_000)
+  ids = np.arange(100_000)
+  assert np.array_equal(noisy_oracle(labels=labels, num_classes=10, seed=0, flip=0.0)(ids), labels)
+  always = noisy_oracle(labels=labels, num_classes=10, seed=0, flip=1.0)(ids)
+  assert (always != labels).all() and ((always >= 0) & (always < 10)).all()
+  oracle = noisy_oracle(labels=labels, num_classes=10, seed=4, flip=0.1)
+  answers = oracle(ids)
+  # Binomial(100000, 0.1): the rate is within 0.005 of 0.1 (> 5 standard deviations).
+  assert abs((answers != labels).mean() - 0.1) < 0.005
+  assert np.array_equal(oracle(ids[::-1]), answers[::-1])  # the same answer per id
+  assert np.array_equal(noisy_oracle(labels=labels, num_classes=10, seed=4, flip=0.1)(ids),
+                        answers)  # rebuilt from the seed (a resumed run): the same
+  with pytest.raises(ValueError, match="true labels"):
+    noisy_oracle(labels=np.array([0, -1]), num_classes=2, seed=0)
