@@ -5,10 +5,12 @@ r"""Model speed on the CPU: msal-jax's small CNN and ResNet18 against the same n
   python benchmarks/models.py --models=small_cnn --batch=1024 --repeats=30
   python benchmarks/models.py --threads=1                 # XLA and torch on one thread each
   python benchmarks/models.py --torch-channels-last       # torch in NHWC (channels_last) too
+  python benchmarks/models.py --input=cifar --models=resnet18   # 32x32x3, the 3x3 stem
   XLA_FLAGS=--xla_cpu_use_onednn=true python benchmarks/models.py   # an XLA:CPU variant
 
 On 28x28x1 MNIST-shaped uint8 images (random pixels, 10 classes, the max-separation
-head with rho = 0.1 as the MNIST configs use) it times two phases per model:
+head with rho = 0.1 as the MNIST configs use; --input=cifar: 32x32x3 and ResNet18's
+3x3 stride-1 stem, as the CIFAR configs use) it times two phases per model:
   * infer: pool inference, images/s. msal-jax: ``Trainer.predict`` (the jitted
     ``eval_step``: gather, normalise, forward, BatchNorm on running averages) over a
     pool of --batch images, i.e. one eval batch of --batch; PyTorch: the same gather +
@@ -61,7 +63,12 @@ import numpy as np
 MODELS = ("small_cnn", "resnet18")
 # Per-model defaults: (timed repeats, train steps per timed call) -- ResNet18 is slow on a CPU.
 DEFAULTS = {"small_cnn": (15, 4), "resnet18": (5, 1)}
-MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+# --input: image shape, normalisation, ResNet18 stem (as the configs of that data use).
+INPUTS = {
+    "mnist": {"shape": (28, 28, 1), "mean": (0.1307,), "std": (0.3081,), "stem": "imagenet"},
+    "cifar": {"shape": (32, 32, 3), "mean": (0.4914, 0.4822, 0.4465),
+              "std": (0.2470, 0.2435, 0.2616), "stem": "cifar"},
+}
 NUM_CLASSES, RHO = 10, 0.1
 SMALL_CNN = {"widths": (16, 32), "hidden": 64}  # experiments.defaults.cpu_sized
 
@@ -83,6 +90,8 @@ def _parse() -> argparse.Namespace:
                       help="0: library defaults; 1: one thread each; N: torch threads")
   parser.add_argument("--torch-channels-last", action="store_true",
                       help="run the torch models and inputs in channels_last (NHWC)")
+  parser.add_argument("--input", default="mnist", choices=sorted(INPUTS),
+                      help="mnist: 28x28x1, ResNet18 7x7 stem (default); cifar: 32x32x3, 3x3 stem")
   parser.add_argument("--torch-device", default="cpu",
                       help="where the PyTorch twins run: cpu (default) or cuda (on a GPU host)")
   parser.add_argument("--quick", action="store_true")
@@ -169,12 +178,13 @@ class TorchBasicBlock(nn.Module):
 
 
 class TorchResNet18(nn.Module):
-  """msal_jax.models.ResNet18 with the "imagenet" stem (torchvision's resnet18 minus fc)."""
+  """msal_jax.models.ResNet18 (torchvision's resnet18 minus fc; the "cifar" stem: 3x3/1)."""
 
-  def __init__(self, num_classes, rho, channels=1):
+  def __init__(self, num_classes, rho, channels=1, stem="imagenet"):
     super().__init__()
     self.gray_to_rgb = nn.Conv2d(channels, 3, 1) if channels == 1 else nn.Identity()
-    self.stem_conv = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
+    self.stem_conv = (nn.Conv2d(3, 64, 7, 2, 3, bias=False) if stem == "imagenet"
+                      else nn.Conv2d(3, 64, 3, 1, 1, bias=False))
     self.stem_bn = _bn(64)
     blocks, cin = [], 64
     for stage, width in enumerate((64, 128, 256, 512)):
@@ -191,14 +201,16 @@ class TorchResNet18(nn.Module):
     return self.head(x.mean((2, 3)))
 
 
-def torch_model(name):
+def torch_model(name, inp):
+  size, _, channels = inp["shape"]
   if name == "small_cnn":
-    return TorchSmallCNN(SMALL_CNN["widths"], SMALL_CNN["hidden"], NUM_CLASSES, RHO)
-  return TorchResNet18(NUM_CLASSES, RHO)
+    return TorchSmallCNN(SMALL_CNN["widths"], SMALL_CNN["hidden"], NUM_CLASSES, RHO, size=size,
+                         channels=channels)
+  return TorchResNet18(NUM_CLASSES, RHO, channels=channels, stem=inp["stem"])
 
 
-def jax_model(name):
-  kwargs = SMALL_CNN if name == "small_cnn" else {"stem": "imagenet"}
+def jax_model(name, inp):
+  kwargs = SMALL_CNN if name == "small_cnn" else {"stem": inp["stem"]}
   return make_model(name, num_classes=NUM_CLASSES, head="max_sep", rho=RHO, **kwargs)
 
 
@@ -230,11 +242,12 @@ class Bench:
     self.name, self.args, self.steps = name, args, train_steps
     rng = np.random.default_rng(0)
     self.pool = max(args.batch, args.train_batch * train_steps)
-    images = rng.integers(0, 256, (self.pool, 28, 28, 1), dtype=np.uint8)
+    self.inp = inp = INPUTS[args.input]
+    images = rng.integers(0, 256, (self.pool, *inp["shape"]), dtype=np.uint8)
     labels = rng.integers(0, NUM_CLASSES, self.pool).astype(np.int32)
     # msal-jax: the library's Trainer on device-resident uint8 images.
-    self.trainer = Trainer(jax_model(name), image_shape=(28, 28, 1), mean=(MNIST_MEAN,),
-                           std=(MNIST_STD,), learning_rate=1e-3, batch_size=args.train_batch,
+    self.trainer = Trainer(jax_model(name, inp), image_shape=inp["shape"], mean=inp["mean"],
+                           std=inp["std"], learning_rate=1e-3, batch_size=args.train_batch,
                            eval_batch_size=args.batch)
     self.state = self.trainer.init(jax.random.key(0))
     self.images, self.labels = jnp.asarray(images), jnp.asarray(labels)
@@ -247,10 +260,12 @@ class Bench:
     self.memory_format = torch.channels_last if args.torch_channels_last else \
         torch.contiguous_format
     self.t_device = torch.device(args.torch_device)
-    self.t_model = torch_model(name).to(self.t_device, memory_format=self.memory_format)
+    self.t_model = torch_model(name, inp).to(self.t_device, memory_format=self.memory_format)
     self.t_opt = torch.optim.Adam(self.t_model.parameters(), lr=1e-3)
     self.t_images = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().to(self.t_device)
     self.t_labels = torch.from_numpy(labels).long().to(self.t_device)
+    self.t_mean = torch.tensor(inp["mean"], device=self.t_device).view(1, -1, 1, 1)
+    self.t_std = torch.tensor(inp["std"], device=self.t_device).view(1, -1, 1, 1)
     self.t_gen = torch.Generator().manual_seed(0)
 
   def param_counts(self):
@@ -279,8 +294,8 @@ class Bench:
     """
     variables = {"params": self.state.params, "batch_stats": self.state.batch_stats}
     model = self.trainer.model
-    x = jnp.zeros((self.args.batch, 28, 28, 1), jnp.float32)
-    xt = jnp.zeros((self.args.train_batch, 28, 28, 1), jnp.float32)
+    x = jnp.zeros((self.args.batch, *self.inp["shape"]), jnp.float32)
+    xt = jnp.zeros((self.args.train_batch, *self.inp["shape"]), jnp.float32)
     yt = jnp.zeros((self.args.train_batch,), jnp.int32)
 
     def loss(params):
@@ -299,7 +314,7 @@ class Bench:
 
   def _t_batch(self, idx):
     idx = idx.to(self.t_device)
-    x = self.t_images[idx].float().div_(255.0).sub_(MNIST_MEAN).div_(MNIST_STD)
+    x = self.t_images[idx].float().div_(255.0).sub_(self.t_mean).div_(self.t_std)
     return x.contiguous(memory_format=self.memory_format)
 
   # -- inference ----------------------------------------------------------------
@@ -360,7 +375,8 @@ def main() -> None:
         f"XLA_FLAGS {xla_flags}; torch {torch.__version__} on {args.torch_device} "
         f"({torch.get_num_threads()} threads, mkldnn "
         f"{torch.backends.mkldnn.is_available()}, "
-        f"{'channels_last' if args.torch_channels_last else 'NCHW'}); infer batch {args.batch}, "
+        f"{'channels_last' if args.torch_channels_last else 'NCHW'}); input {args.input} "
+        f"{INPUTS[args.input]['shape']}; infer batch {args.batch}, "
         f"train batch {args.train_batch}; max-sep head, rho {RHO}, C = {NUM_CLASSES}")
   header = (f"{'model':>9} {'phase':>5} {'batch':>7} | {'first s jax':>11} {'torch':>7} | "
             f"{'msal-jax img/s':>14} {'torch img/s':>11} | {'jax/torch':>9} | "
