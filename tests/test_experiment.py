@@ -52,7 +52,10 @@ def _check_run_dir(path, strategy, seed):
 
 
 def test_single_run_writes_flat_files(tmp_path):
-  proc = _launch(tmp_path, "--config.strategies=('msal_d',)", "--config.seeds=(5,)")
+  # Also: al.oracle names a factory of the labels (tests/oracles.py:shifted answers
+  # (id + seed + 1) % 10); the learner is told its answers, recorded per round.
+  proc = _launch(tmp_path, "--config.strategies=('msal_d',)", "--config.seeds=(5,)",
+                 "--config.al.oracle=tests/oracles.py:shifted")
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "round 2/2" in proc.stdout
   assert "note:" not in proc.stdout  # batch 10 = C: MSAL-D covers every class
@@ -60,7 +63,13 @@ def test_single_run_writes_flat_files(tmp_path):
   with open(tmp_path / "config.json") as f:
     config = json.load(f)
   assert config["al"]["budget"] == 20 and config["strategies"] == ["msal_d"]
+  assert config["al"]["oracle"] == "tests/oracles.py:shifted"
   _check_run_dir(tmp_path, "msal_d", 5)
+  with open(tmp_path / "rounds.jsonl") as f:
+    asked = [r for r in map(json.loads, f) if r["queried"]]
+  assert len(asked) == 2
+  for r in asked:
+    assert r["labels"] == [(i + 5 + 1) % 10 for i in r["queried"]]
 
 
 def test_multi_run_writes_subfolders_and_table(tmp_path):
@@ -106,21 +115,6 @@ def test_bad_input_fails_before_training(tmp_path, override, match):
   assert match in proc.stderr
   assert "Traceback" not in proc.stderr
   assert not list(tmp_path.rglob("rounds.jsonl"))
-
-
-def test_config_oracle_labels_the_queries(tmp_path):
-  # al.oracle names a factory; the learner is told its answers, recorded per round.
-  proc = _launch(tmp_path, "--config.strategies=('entropy',)", "--config.seeds=(3,)",
-                 "--config.al.oracle=tests/oracles.py:shifted")
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  with open(tmp_path / "rounds.jsonl") as f:
-    rounds = [json.loads(line) for line in f]
-  asked = [r for r in rounds if r["queried"]]
-  assert len(asked) == 2
-  for r in asked:  # shifted: (id + seed + 1) % 10
-    assert r["labels"] == [(i + 3 + 1) % 10 for i in r["queried"]]
-  with open(tmp_path / "config.json") as f:
-    assert json.load(f)["al"]["oracle"] == "tests/oracles.py:shifted"
 
 
 def test_config_oracle_factory_errors_and_sweep():

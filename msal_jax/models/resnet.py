@@ -27,7 +27,8 @@ of XLA's convolution, which on the CPU is up to 100x slower there. They stay
 ``nn.Conv`` modules (``conv_general_dilated=`` hook) with the same parameters:
 the parameter tree, and so the checkpoints, do not change. The stem's max-pool
 is :func:`msal_jax.models.pooling.max_pool`: ``nn.max_pool``'s forward pass and
-gradient, with a backward 3.5-5x faster on XLA:CPU than select-and-scatter.
+gradient; forward + backward 1.6-2.8x faster on XLA:CPU than with
+select-and-scatter (``benchmarks/pooling.py``).
 """
 
 from __future__ import annotations
