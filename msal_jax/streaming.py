@@ -53,6 +53,8 @@ def default_chunk_size(sources: Mapping[str, Any]) -> int:
                   jax.dtypes.canonicalize_dtype(parallel.dtype_of(x)).itemsize
                   for key, x in sources.items() if key != "prototypes")
   return max(DEFAULT_CHUNK, DEFAULT_CHUNK_BYTES // max(row_bytes, 1))
+
+
 NONFINITE = ("keep", "skip", "error")
 
 Progress = Callable[[int, int], None]

@@ -4,8 +4,9 @@
 slowly: about 90 ms of a 225 ms small-CNN train step of 128 MNIST images on
 one core, and about 190 ms for the forward + backward of ResNet18's 3x3/2 stem
 pooling on a batch of 128 32x32x64 maps, where the forward alone takes 12 ms
-(docs/benchmarks.md, ``benchmarks/pooling.py``). :func:`max_pool` computes the same gradient as
-elementwise operations on the window's strided views, which XLA fuses.
+(docs/benchmarks.md, ``benchmarks/pooling.py``). :func:`max_pool` computes
+the same gradient as elementwise operations on the window's strided views,
+which XLA fuses.
 """
 
 from __future__ import annotations
