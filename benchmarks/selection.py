@@ -19,6 +19,11 @@ For each (N, C) it times, on precomputed inputs already in memory (float32):
   * score-only: the score alone (scoring.msal's certainty, scoring.entropy), jitted:
     what is left of each msal-jax time is the selection (and, at C = 100, MSAL's
     [N, C-1] x [C-1, C] product is compute-bound, above read-once);
+  * floor: the one step each score cannot avoid, alone, jitted: for MSAL-D one row
+    reduction of the features (jnp.sum(x, axis=1), the reduction in the row norm);
+    for entropy one exp of every logit, summed flat (jnp.sum(jnp.exp(x)), no row
+    structure at all). On a CPU both are above read-once: they bound what any
+    XLA program of the score can reach against read-once;
   * top-k (after the table): lax.top_k of the beta*b largest of N float32 keys against
     msal_jax.selection.top_k (blocked, exact) with each --top-k-blocks row length.
 Prints medians over --repeats runs after a warm-up, the ratios reference / msal-jax and
@@ -134,8 +139,8 @@ def main() -> None:
         f"medians of {args.repeats}; malloc settings: {malloc}; "
         f"load average {os.getloadavg()[0]:.1f} at start")
   header = (f"{'N':>10} {'C':>4} {'what':>21} | {'msal-jax':>9} {'numpy':>9} {'torch':>9} "
-            f"{'read-once':>9} {'score-only':>10} | {'np/jax':>6} {'torch/jax':>9} "
-            f"{'jax/read':>8}")
+            f"{'read-once':>9} {'score-only':>10} {'floor':>9} | {'np/jax':>6} {'torch/jax':>9} "
+            f"{'jax/read':>8} {'floor/read':>10}")
   print(header)
   print("-" * len(header))
   msal_d = jax.jit(selection.msal_d, static_argnames=("budget", "beta"))
@@ -173,14 +178,16 @@ def _bench_top_k(n, k, blocks, repeats):
   print("  ".join(cells), flush=True)
 
 
-def _time_jax(fn, host_args, read_once, score, repeats):
-  """(result, median times of fn, of reading the first array once, of its score alone)."""
+def _time_jax(fn, host_args, read_once, score, floor, repeats):
+  """(result, median times of fn, of reading the first array once, of its score alone,
+  of the score's floor on the first array)."""
   dev = [jnp.asarray(x) for x in host_args]
   t_read = _median_time(lambda: read_once(dev[0]).block_until_ready(), repeats)
   t_score = _median_time(lambda: score(*dev[:2]).block_until_ready(), repeats)
+  t_floor = _median_time(lambda: floor(dev[0]).block_until_ready(), repeats)
   got = np.asarray(fn(*dev))
   t = _median_time(lambda: fn(*dev).block_until_ready(), repeats)
-  return got, t, t_read, t_score
+  return got, t, t_read, t_score, t_floor
 
 
 def _bench_msal_d(n, c, args, torch, msal_d, read_once):
@@ -190,14 +197,14 @@ def _bench_msal_d(n, c, args, torch, msal_d, read_once):
   protos_np = np.array(prototypes.simplex(c))  # writable, for torch.from_numpy
   ref = numpy_msal_d(feats_np, protos_np, labeled_np, args.budget, args.beta)
   # msal-jax first; its device copy is freed (out of scope) before the references run.
-  got, t_jax, t_read, t_score = _time_jax(
+  got, t_jax, t_read, t_score, t_floor = _time_jax(
       lambda f, p, lab: msal_d(f, p, lab, budget=args.budget, beta=args.beta),
-      (feats_np, protos_np, labeled_np), read_once, _MSAL_SCORE, args.repeats)
+      (feats_np, protos_np, labeled_np), read_once, _MSAL_SCORE, _ROW_SUM, args.repeats)
   assert set(got.tolist()) == set(ref.tolist()), "msal_d: numpy reference disagrees"
   # prototypes=None: the same simplex, scored through its structure in O(C) per row.
-  got_s, t_simplex, _, t_score_s = _time_jax(
+  got_s, t_simplex, _, t_score_s, _ = _time_jax(
       lambda f, lab: msal_d(f, None, lab, budget=args.budget, beta=args.beta),
-      (feats_np, labeled_np), read_once, lambda f, _: _MSAL_SIMPLEX(f), args.repeats)
+      (feats_np, labeled_np), read_once, lambda f, _: _MSAL_SIMPLEX(f), _ROW_SUM, args.repeats)
   assert set(got_s.tolist()) == set(ref.tolist()), "msal_d(prototypes=None) disagrees"
   stream = lambda: streaming.msal_d(feats_np, protos_np, labeled_np, budget=args.budget,
                                     beta=args.beta, chunk_size=min(args.chunk, n))
@@ -217,10 +224,10 @@ def _bench_msal_d(n, c, args, torch, msal_d, read_once):
     assert set(picked.tolist()) == set(ref.tolist()), "msal_d: torch reference disagrees"
     t_torch = _median_time(lambda: torch_msal_d(torch, tf, tp, tl, args.budget, args.beta),
                            args.repeats)
-  _row(n, c, "msal_d", t_jax, t_np, t_torch, t_read, t_score)
-  _row(n, c, "msal_d/simplex", t_simplex, t_np, t_torch, t_read, t_score_s)
-  _row(n, c, "msal_d/stream", t_stream, t_np, t_torch, t_read, t_score)
-  _row(n, c, "msal_d/stream/simplex", t_stream_s, t_np, t_torch, t_read, t_score_s)
+  _row(n, c, "msal_d", t_jax, t_np, t_torch, t_read, t_score, t_floor)
+  _row(n, c, "msal_d/simplex", t_simplex, t_np, t_torch, t_read, t_score_s, t_floor)
+  _row(n, c, "msal_d/stream", t_stream, t_np, t_torch, t_read, t_score, t_floor)
+  _row(n, c, "msal_d/stream/simplex", t_stream_s, t_np, t_torch, t_read, t_score_s, t_floor)
 
 
 def _bench_entropy(n, c, args, torch, entropy_top, read_once):
@@ -229,9 +236,9 @@ def _bench_entropy(n, c, args, torch, entropy_top, read_once):
   logits_np *= 3
   labeled_np = rng.random(n) < 0.01
   ref = numpy_entropy(logits_np, labeled_np, args.budget)
-  got, t_jax, t_read, t_score = _time_jax(lambda x, lab: entropy_top(x, lab, args.budget),
-                                          (logits_np, labeled_np), read_once,
-                                          lambda x, _: _ENTROPY_SCORE(x), args.repeats)
+  got, t_jax, t_read, t_score, t_floor = _time_jax(
+      lambda x, lab: entropy_top(x, lab, args.budget), (logits_np, labeled_np), read_once,
+      lambda x, _: _ENTROPY_SCORE(x), _EXP_SUM, args.repeats)
   assert set(got.tolist()) == set(ref.tolist()), "entropy: numpy reference disagrees"
   t_np = _median_time(lambda: numpy_entropy(logits_np, labeled_np, args.budget), args.repeats)
   t_torch = math.nan
@@ -239,18 +246,21 @@ def _bench_entropy(n, c, args, torch, entropy_top, read_once):
     tlog, tl = torch.from_numpy(logits_np), torch.from_numpy(labeled_np)
     assert set(torch_entropy(torch, tlog, tl, args.budget).tolist()) == set(ref.tolist())
     t_torch = _median_time(lambda: torch_entropy(torch, tlog, tl, args.budget), args.repeats)
-  _row(n, c, "entropy", t_jax, t_np, t_torch, t_read, t_score)
+  _row(n, c, "entropy", t_jax, t_np, t_torch, t_read, t_score, t_floor)
 
 
 _MSAL_SCORE = jax.jit(scoring.msal)
 _MSAL_SIMPLEX = jax.jit(lambda f: scoring.msal(f, None))
 _ENTROPY_SCORE = jax.jit(scoring.entropy)
+_ROW_SUM = jax.jit(lambda x: jnp.sum(x, axis=1))
+_EXP_SUM = jax.jit(lambda x: jnp.sum(jnp.exp(x)))
 
 
-def _row(n, c, what, t_jax, t_np, t_torch, t_read, t_score):
+def _row(n, c, what, t_jax, t_np, t_torch, t_read, t_score, t_floor):
   print(f"{n:>10} {c:>4} {what:>21} | {t_jax * 1e3:>7.1f}ms {t_np * 1e3:>7.1f}ms "
-        f"{t_torch * 1e3:>7.1f}ms {t_read * 1e3:>7.1f}ms {t_score * 1e3:>8.1f}ms | "
-        f"{t_np / t_jax:>6.2f} {t_torch / t_jax:>9.2f} {t_jax / t_read:>8.2f}", flush=True)
+        f"{t_torch * 1e3:>7.1f}ms {t_read * 1e3:>7.1f}ms {t_score * 1e3:>8.1f}ms "
+        f"{t_floor * 1e3:>7.1f}ms | {t_np / t_jax:>6.2f} {t_torch / t_jax:>9.2f} "
+        f"{t_jax / t_read:>8.2f} {t_floor / t_read:>10.2f}", flush=True)
 
 
 if __name__ == "__main__":
