@@ -10,12 +10,16 @@ after a warm-up), and prints each time over the read's:
   * row sum / row max: jnp.sum(x, 1) / jnp.max(x, 1), one row reduction;
   * row sum (matvec), row sum (block matmul): x @ ones(C), and x viewed as
     [N/8, 8C] times the [8C, 8] block-diagonal matrix of ones;
+  * row sum of squares, plain and as the block matmul of x * x;
+  * max + exp + one row sum: the library's entropy without its second row sum;
   * entropy (library): msal_jax.scoring.entropy (max shift, one exp, two row sums);
   * entropy (online reduce): one variadic lax.reduce carrying (max, sum e, sum e d)
     as an online softmax, one pass;
   * entropy (shift by first logit): no row maximum (less accurate; overflows for
     logits more than ~88 above the first);
-  * entropy (column max): the row maximum as C - 1 elementwise maxima of columns.
+  * entropy (column max): the row maximum as C - 1 elementwise maxima of columns;
+  * entropy (variadic add), entropy (stacked sums): the two row sums as one variadic
+    lax.reduce with an add reducer, and as one sum over a stacked [N, 2, C].
 Each entropy form prints its largest absolute difference from the library's.
 docs/benchmarks.md (selection) has the measured numbers and what they mean.
 """
@@ -73,6 +77,25 @@ def entropy_shift_first(x):
   return _from_shift(x, x[:, 0])
 
 
+def entropy_variadic_add(x):
+  d = x - jnp.max(x, axis=1, keepdims=True)
+  e = jnp.exp(d)
+  zero = jnp.zeros((), x.dtype)
+  s, t = lax.reduce((e, e * d), (zero, zero), lambda a, b: (a[0] + b[0], a[1] + b[1]), (1,))
+  return jnp.log(s) - t / s
+
+
+def entropy_stacked_sums(x):
+  d = x - jnp.max(x, axis=1, keepdims=True)
+  e = jnp.exp(d)
+  st = jnp.sum(jnp.stack([e, e * d], axis=1), axis=2)
+  return jnp.log(st[:, 0]) - st[:, 1] / st[:, 0]
+
+
+def max_exp_one_sum(x):
+  return jnp.sum(jnp.exp(x - jnp.max(x, axis=1, keepdims=True)), axis=1)
+
+
 def entropy_column_max(x):
   top = x[:, 0]
   for j in range(1, x.shape[1]):
@@ -102,10 +125,16 @@ def main():
       "row max": lambda x: jnp.max(x, axis=1),
       "row sum (matvec)": lambda x: x @ jnp.ones(c, x.dtype),
       "row sum (block matmul)": lambda x: (x.reshape(n // 8, 8 * c) @ block).reshape(n),
+      "row sum of squares": lambda x: jnp.sum(x * x, axis=1),
+      "row sum of squares (block matmul)":
+          lambda x: ((x * x).reshape(n // 8, 8 * c) @ block).reshape(n),
+      "max + exp + one row sum": max_exp_one_sum,
       "entropy (library)": scoring.entropy,
       "entropy (online reduce)": entropy_online,
       "entropy (shift by first logit)": entropy_shift_first,
       "entropy (column max)": entropy_column_max,
+      "entropy (variadic add)": entropy_variadic_add,
+      "entropy (stacked sums)": entropy_stacked_sums,
   }
   print(f"jax {jax.__version__}, {os.cpu_count()} cores; [{n:,} x {c}] float32; "
         f"medians of {args.repeats}; load average {os.getloadavg()[0]:.1f}")
@@ -118,7 +147,7 @@ def main():
     t_read = t_read or t
     diff = (f"  max |diff| from the library's {np.max(np.abs(out - want)):.1e}"
             if name.startswith("entropy") else "")
-    print(f"{name:>31}: {t:8.1f} ms  {t / t_read:5.2f}x read{diff}", flush=True)
+    print(f"{name:>33}: {t:8.1f} ms  {t / t_read:5.2f}x read{diff}", flush=True)
 
 
 if __name__ == "__main__":
