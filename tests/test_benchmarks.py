@@ -35,7 +35,9 @@ def test_entropy_forms_benchmark():
   out = _run("entropy_forms.py", "--size=4000", "--classes=10", "--repeats=1")
   diffs = dict(re.findall(r"^\s*(entropy \([^)]*\)):.*from the library's (\S+)$", out, re.M))
   assert set(diffs) == {"entropy (library)", "entropy (online reduce)",
-                        "entropy (shift by first logit)", "entropy (column max)"}, out
+                        "entropy (shift by first logit)", "entropy (column max)",
+                        "entropy (variadic add)", "entropy (stacked sums)"}, out
   assert float(diffs["entropy (library)"]) == 0.0
   assert float(diffs["entropy (column max)"]) == 0.0  # the same max, the same formula
-  assert float(diffs["entropy (online reduce)"]) < 1e-5
+  for form in ("online reduce", "variadic add", "stacked sums"):  # other summation orders
+    assert float(diffs[f"entropy ({form})"]) < 1e-5
