@@ -22,8 +22,8 @@ For each (N, C) it times, on precomputed inputs already in memory (float32):
   * floor: the one step each score cannot avoid, alone, jitted: for MSAL-D one row
     reduction of the features (jnp.sum(x, axis=1), the reduction in the row norm);
     for entropy one exp of every logit, summed flat (jnp.sum(jnp.exp(x)), no row
-    structure at all). On a CPU both are above read-once: they bound what any
-    XLA program of the score can reach against read-once;
+    structure at all). On this machine's CPU both are above read-once (floor/read);
+    docs/benchmarks.md says what that implies for the read-once target;
   * top-k (after the table): lax.top_k of the beta*b largest of N float32 keys against
     msal_jax.selection.top_k (blocked, exact) with each --top-k-blocks row length.
 Prints medians over --repeats runs after a warm-up, the ratios reference / msal-jax and
@@ -184,7 +184,8 @@ def _time_jax(fn, host_args, read_once, score, floor, repeats):
   dev = [jnp.asarray(x) for x in host_args]
   t_read = _median_time(lambda: read_once(dev[0]).block_until_ready(), repeats)
   t_score = _median_time(lambda: score(*dev[:2]).block_until_ready(), repeats)
-  t_floor = _median_time(lambda: floor(dev[0]).block_until_ready(), repeats)
+  t_floor = (math.nan if floor is None
+             else _median_time(lambda: floor(dev[0]).block_until_ready(), repeats))
   got = np.asarray(fn(*dev))
   t = _median_time(lambda: fn(*dev).block_until_ready(), repeats)
   return got, t, t_read, t_score, t_floor
@@ -204,7 +205,7 @@ def _bench_msal_d(n, c, args, torch, msal_d, read_once):
   # prototypes=None: the same simplex, scored through its structure in O(C) per row.
   got_s, t_simplex, _, t_score_s, _ = _time_jax(
       lambda f, lab: msal_d(f, None, lab, budget=args.budget, beta=args.beta),
-      (feats_np, labeled_np), read_once, lambda f, _: _MSAL_SIMPLEX(f), _ROW_SUM, args.repeats)
+      (feats_np, labeled_np), read_once, lambda f, _: _MSAL_SIMPLEX(f), None, args.repeats)
   assert set(got_s.tolist()) == set(ref.tolist()), "msal_d(prototypes=None) disagrees"
   stream = lambda: streaming.msal_d(feats_np, protos_np, labeled_np, budget=args.budget,
                                     beta=args.beta, chunk_size=min(args.chunk, n))
