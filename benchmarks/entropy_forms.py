@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
@@ -38,15 +36,7 @@ from jax import lax
 
 from msal_jax import scoring
 
-
-def _median_ms(fn, repeats):
-  fn()
-  times = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - t0)
-  return statistics.median(times) * 1e3
+from _timing import median_seconds
 
 
 def _from_shift(x, top):
@@ -143,7 +133,7 @@ def main():
   for name, fn in forms.items():
     f = jax.jit(fn)
     out = np.asarray(f(x))
-    t = _median_ms(lambda f=f: f(x).block_until_ready(), args.repeats)
+    t = median_seconds(lambda f=f: f(x).block_until_ready(), args.repeats) * 1e3
     t_read = t_read or t
     diff = (f"  max |diff| from the library's {np.max(np.abs(out - want)):.1e}"
             if name.startswith("entropy") else "")

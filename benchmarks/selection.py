@@ -39,8 +39,6 @@ import gc
 import math
 import os
 import platform
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
@@ -48,15 +46,7 @@ import numpy as np
 
 from msal_jax import prototypes, scoring, selection, streaming
 
-
-def _median_time(fn, repeats: int) -> float:
-  fn()  # warm-up (compilation)
-  times = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - t0)
-  return statistics.median(times)
+from _timing import median_seconds
 
 
 def _np_diversity(cand_feats, cand_idx, protos, budget):
@@ -168,12 +158,12 @@ def _bench_top_k(n, k, blocks, repeats):
   keys = jnp.asarray(np.random.default_rng(2).standard_normal(n, dtype=np.float32))
   direct = jax.jit(lambda x: jax.lax.top_k(x, k)[1])
   want = np.asarray(direct(keys))
-  t_direct = _median_time(lambda: direct(keys).block_until_ready(), repeats)
+  t_direct = median_seconds(lambda: direct(keys).block_until_ready(), repeats)
   cells = [f"N = {n:>10,}: lax.top_k {t_direct * 1e3:7.1f} ms"]
   for b in blocks:
     fn = jax.jit(lambda x, b=b: selection.top_k(x, k, block=b)[1])
     assert np.asarray(fn(keys)).tolist() == want.tolist(), f"top_k(block={b}) != lax.top_k"
-    t = _median_time(lambda fn=fn: fn(keys).block_until_ready(), repeats)
+    t = median_seconds(lambda fn=fn: fn(keys).block_until_ready(), repeats)
     cells.append(f"L={b}: {t * 1e3:.1f} ms ({t_direct / t:.1f}x)")
   print("  ".join(cells), flush=True)
 
@@ -182,12 +172,12 @@ def _time_jax(fn, host_args, read_once, score, floor, repeats):
   """(result, median times of fn, of reading the first array once, of its score alone,
   of the score's floor on the first array)."""
   dev = [jnp.asarray(x) for x in host_args]
-  t_read = _median_time(lambda: read_once(dev[0]).block_until_ready(), repeats)
-  t_score = _median_time(lambda: score(*dev[:2]).block_until_ready(), repeats)
+  t_read = median_seconds(lambda: read_once(dev[0]).block_until_ready(), repeats)
+  t_score = median_seconds(lambda: score(*dev[:2]).block_until_ready(), repeats)
   t_floor = (math.nan if floor is None
-             else _median_time(lambda: floor(dev[0]).block_until_ready(), repeats))
+             else median_seconds(lambda: floor(dev[0]).block_until_ready(), repeats))
   got = np.asarray(fn(*dev))
-  t = _median_time(lambda: fn(*dev).block_until_ready(), repeats)
+  t = median_seconds(lambda: fn(*dev).block_until_ready(), repeats)
   return got, t, t_read, t_score, t_floor
 
 
@@ -210,12 +200,12 @@ def _bench_msal_d(n, c, args, torch, msal_d, read_once):
   stream = lambda: streaming.msal_d(feats_np, protos_np, labeled_np, budget=args.budget,
                                     beta=args.beta, chunk_size=min(args.chunk, n))
   assert np.asarray(stream()).tolist() == got.tolist(), "msal_d: streamed != in memory"
-  t_stream = _median_time(lambda: stream().block_until_ready(), args.repeats)
+  t_stream = median_seconds(lambda: stream().block_until_ready(), args.repeats)
   stream_s = lambda: streaming.msal_d(feats_np, None, labeled_np, budget=args.budget,
                                       beta=args.beta, chunk_size=min(args.chunk, n))
   assert np.asarray(stream_s()).tolist() == got_s.tolist(), "msal_d(None): streamed != in memory"
-  t_stream_s = _median_time(lambda: stream_s().block_until_ready(), args.repeats)
-  t_np = _median_time(
+  t_stream_s = median_seconds(lambda: stream_s().block_until_ready(), args.repeats)
+  t_np = median_seconds(
       lambda: numpy_msal_d(feats_np, protos_np, labeled_np, args.budget, args.beta), args.repeats)
   t_torch = math.nan
   if torch is not None:
@@ -223,7 +213,7 @@ def _bench_msal_d(n, c, args, torch, msal_d, read_once):
     tl = torch.from_numpy(labeled_np)
     picked = torch_msal_d(torch, tf, tp, tl, args.budget, args.beta)
     assert set(picked.tolist()) == set(ref.tolist()), "msal_d: torch reference disagrees"
-    t_torch = _median_time(lambda: torch_msal_d(torch, tf, tp, tl, args.budget, args.beta),
+    t_torch = median_seconds(lambda: torch_msal_d(torch, tf, tp, tl, args.budget, args.beta),
                            args.repeats)
   _row(n, c, "msal_d", t_jax, t_np, t_torch, t_read, t_score, t_floor)
   _row(n, c, "msal_d/simplex", t_simplex, t_np, t_torch, t_read, t_score_s, t_floor)
@@ -241,12 +231,12 @@ def _bench_entropy(n, c, args, torch, entropy_top, read_once):
       lambda x, lab: entropy_top(x, lab, args.budget), (logits_np, labeled_np), read_once,
       lambda x, _: _ENTROPY_SCORE(x), _EXP_SUM, args.repeats)
   assert set(got.tolist()) == set(ref.tolist()), "entropy: numpy reference disagrees"
-  t_np = _median_time(lambda: numpy_entropy(logits_np, labeled_np, args.budget), args.repeats)
+  t_np = median_seconds(lambda: numpy_entropy(logits_np, labeled_np, args.budget), args.repeats)
   t_torch = math.nan
   if torch is not None:
     tlog, tl = torch.from_numpy(logits_np), torch.from_numpy(labeled_np)
     assert set(torch_entropy(torch, tlog, tl, args.budget).tolist()) == set(ref.tolist())
-    t_torch = _median_time(lambda: torch_entropy(torch, tlog, tl, args.budget), args.repeats)
+    t_torch = median_seconds(lambda: torch_entropy(torch, tlog, tl, args.budget), args.repeats)
   _row(n, c, "entropy", t_jax, t_np, t_torch, t_read, t_score, t_floor)
 
 

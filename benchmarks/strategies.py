@@ -39,7 +39,6 @@ import datetime
 import math
 import os
 import platform
-import statistics
 import time
 
 import numpy as np
@@ -85,6 +84,8 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from msal_jax import clustering, prototypes, strategies  # noqa: E402
+
+from _timing import median_seconds  # noqa: E402
 
 # ---------------------------------------------------------------------------
 # data
@@ -207,17 +208,6 @@ def ref_badge(h, logits, labeled, n, steps):
 # ---------------------------------------------------------------------------
 
 
-def _time(fn, repeats, warm=True):
-  if warm:
-    fn()
-  times = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - t0)
-  return statistics.median(times)
-
-
 def _once(fn):
   t0 = time.perf_counter()
   out = fn()
@@ -250,7 +240,7 @@ def bench_size(n, names, args, rows, notes):
     compiled = jax.jit(strat.select, static_argnames=("budget", "beta")).lower(
         key, out, labeled, budget=args.budget, beta=args.beta).compile()
     run = lambda compiled=compiled, out=out: compiled(key, out, labeled).block_until_ready()
-    jax_t[name] = _time(run, repeats, warm=not large)
+    jax_t[name] = median_seconds(run, repeats, warm=not large)
     picked[name] = np.asarray(run())
     print(f"  {n:>9} {name:<26} {_fmt(jax_t[name]):>10}", flush=True)
     assert len(set(picked[name].tolist())) == args.budget and not labeled_np[picked[name]].any()
