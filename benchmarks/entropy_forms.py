@@ -39,9 +39,14 @@ from msal_jax import scoring
 from _timing import median_seconds
 
 
+def _shift_exp(x, top=None):
+  """``(d, e)``: ``d = x - top`` (the row maximum unless given), ``e = exp(d)``."""
+  d = x - (jnp.max(x, axis=1) if top is None else top)[:, None]
+  return d, jnp.exp(d)
+
+
 def _from_shift(x, top):
-  d = x - top[:, None]
-  e = jnp.exp(d)
+  d, e = _shift_exp(x, top)
   s = jnp.sum(e, axis=1)
   return jnp.log(s) - jnp.sum(e * d, axis=1) / s
 
@@ -68,22 +73,20 @@ def entropy_shift_first(x):
 
 
 def entropy_variadic_add(x):
-  d = x - jnp.max(x, axis=1, keepdims=True)
-  e = jnp.exp(d)
+  d, e = _shift_exp(x)
   zero = jnp.zeros((), x.dtype)
   s, t = lax.reduce((e, e * d), (zero, zero), lambda a, b: (a[0] + b[0], a[1] + b[1]), (1,))
   return jnp.log(s) - t / s
 
 
 def entropy_stacked_sums(x):
-  d = x - jnp.max(x, axis=1, keepdims=True)
-  e = jnp.exp(d)
+  d, e = _shift_exp(x)
   st = jnp.sum(jnp.stack([e, e * d], axis=1), axis=2)
   return jnp.log(st[:, 0]) - st[:, 1] / st[:, 0]
 
 
 def max_exp_one_sum(x):
-  return jnp.sum(jnp.exp(x - jnp.max(x, axis=1, keepdims=True)), axis=1)
+  return jnp.sum(_shift_exp(x)[1], axis=1)
 
 
 def entropy_column_max(x):
