@@ -5,35 +5,39 @@ r"""Bring your own pool: which samples to send for annotation, from features on 
       [--labeled=mask.npy | --labeled_ids=ids.txt] [--beta=5] [--chunk_size=ROWS] \
       --out=ids.csv
 
-Inputs are ``.npy`` files of any size: ``features`` ``[N, C-1]`` (the
-max-separation head's outputs before the prototypes) for the MSAL
-strategies, ``logits`` ``[N, C]`` for the uncertainty ones, both for
-"X(MSAL-D)". They are read ``--chunk_size`` rows at a time
-(:class:`NpyRows`) and streamed through :mod:`msal_jax.streaming`, so memory
-stays at a few chunks plus ``O(beta * budget)`` rows whatever ``N`` (plus the
-``N``-byte labeled mask). The result is the in-memory selection's
-(:mod:`msal_jax.selection`), ids in query order.
+Inputs are .npy files of any size: --features [N, C-1] (the max-separation
+head's outputs before the prototypes) for the MSAL strategies, --logits [N, C]
+for the uncertainty ones, both for "X(MSAL-D)". They are read --chunk_size rows
+at a time and streamed, so memory stays at a few chunks plus O(beta * budget)
+rows whatever N (plus the N-byte labeled mask). The ids are those the in-memory
+selection gives, in query order.
 
-Strategies: ``msal``, ``msal_d``, ``entropy``, ``margin``, ``least_conf``
-(``*_msal`` accepted as the same thing on a max-separation network's logits),
-``entropy_msal_d``, ``margin_msal_d``, ``least_conf_msal_d``, ``random``.
+Strategies: msal, msal_d, entropy, margin, least_conf (entropy_msal, margin_msal
+and least_conf_msal accepted as the same thing on a max-separation network's
+logits), entropy_msal_d, margin_msal_d, least_conf_msal_d, random.
 
-**Non-finite rows.** A NaN or Inf in an unlabeled row's features or logits is
-an error by default (``--nonfinite=error``): the run stops with the first such
-row's index, before anything is written. ``--nonfinite=skip`` never selects
-such rows (and reports how many there were); ``--nonfinite=keep`` scores them
-as the library functions do (a NaN score ranks last). Labeled rows are not
-checked.
+Non-finite rows: a NaN or Inf in an unlabeled row's features or logits is an
+error by default (--nonfinite=error): the run stops with the first such row's
+index, before anything is written. --nonfinite=skip never selects such rows
+(and reports how many there were); --nonfinite=keep scores them as the library
+functions do (a NaN score ranks last). Labeled rows are not checked.
 
-Output: ``.csv`` (a header line ``id``, then one pool index per line, in query
-order) or ``.json`` (``{"ids": [...], "strategy": ..., ...}``). Fewer than
-``budget`` ids are written when fewer samples are unlabeled.
+Output: .csv (a header line "id", then one pool index per line, in query order)
+or .json ({"ids": [...], "strategy": ..., ...}). Fewer than --budget ids are
+written when fewer samples are unlabeled.
+
+The same from Python: msal_jax.query.query(features, logits, strategy=...,
+budget=...) (msal_jax/pool_query.py), with the inputs read by
+msal_jax/pool_files.py.
 """
+
+# This docstring is the program's --help: plain text, no reST markup.
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -42,294 +46,24 @@ from typing import Any
 import jax
 import numpy as np
 
-from msal_jax import parallel, scoring, selection, streaming
-from msal_jax import prototypes as prototypes_lib
+from msal_jax import parallel, streaming
+from msal_jax.pool_files import NpyRows, labeled_mask
+from msal_jax.pool_query import STRATEGIES, query
 
-STRATEGIES = {
-    # name: (needs features, needs logits, uncertainty score or None)
-    "msal": (True, False, None),
-    "msal_d": (True, False, None),
-    "random": (False, False, None),
-    **{s: (False, True, s) for s in scoring.UNCERTAINTY},
-    **{f"{s}_msal": (False, True, s) for s in scoring.UNCERTAINTY},
-    **{f"{s}_msal_d": (True, True, s) for s in scoring.UNCERTAINTY},
-}
+__all__ = ["STRATEGIES", "NpyRows", "ProgressBar", "labeled_mask", "query", "write_ids"]
 
 
-class NpyRows:
-  """Rows of a ``.npy`` file, read on demand: ``rows[a:b]`` is a fresh numpy array.
+def flag_form(message: str, names: Sequence[str]) -> str:
+  """``message`` with the Python keywords of :func:`query` written as the flags.
 
-  Like ``np.load(path, mmap_mode="r")`` but with plain reads instead of a
-  memory map: the pages read do not stay mapped into the process, so its
-  resident memory stays at the chunk being read (a memory map's touched pages
-  count in the resident set until the kernel reclaims them).
+  ``nonfinite='skip'`` becomes ``--nonfinite=skip``, ``num_classes=10``
+  ``--num_classes=10``, and a message that starts with an argument's name
+  (``budget must be ...``, ``labeled_ids: ...``) starts with its flag.
   """
-
-  def __init__(self, path: str | os.PathLike):
-    self.path = os.fspath(path)
-    with open(self.path, "rb") as f:
-      try:
-        version = np.lib.format.read_magic(f)
-        if version == (1, 0):
-          shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-        else:
-          shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-      except ValueError as e:
-        raise ValueError(f"{self.path}: not a .npy file ({e}).") from None
-      self.offset = f.tell()
-    if dtype.hasobject:
-      raise ValueError(f"{self.path}: object arrays are not supported.")
-    if fortran and len(shape) > 1:
-      raise ValueError(f"{self.path}: Fortran-ordered arrays are not supported; save a C-order "
-                       "array (np.ascontiguousarray).")
-    self.shape, self.dtype = tuple(shape), np.dtype(dtype)
-    self.ndim = len(self.shape)
-    self._row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
-    expected = self.offset + self._row_bytes * (self.shape[0] if self.shape else 1)
-    size = os.path.getsize(self.path)
-    if size < expected:
-      raise ValueError(f"{self.path}: truncated ({size} bytes, the header promises {expected}).")
-    self._file = None
-
-  def __len__(self) -> int:
-    return self.shape[0]
-
-  def __array__(self, dtype=None, copy=None):
-    out = self[:]
-    return out if dtype is None else out.astype(dtype)
-
-  def __getitem__(self, key: slice) -> np.ndarray:
-    if not isinstance(key, slice):
-      raise TypeError("NpyRows supports row slices only (rows[a:b]).")
-    start, stop, step = key.indices(self.shape[0])
-    if step != 1:
-      raise TypeError("NpyRows supports contiguous row slices only.")
-    out = np.empty((max(0, stop - start),) + self.shape[1:], self.dtype)
-    self.read_into(start, out)
-    return out
-
-  def read_into(self, start: int, out: np.ndarray) -> None:
-    """Reads rows ``start : start + len(out)`` into ``out`` (C-contiguous, this dtype).
-
-    What :mod:`msal_jax.streaming` uses to refill its reused chunk buffers
-    (no new array per chunk).
-    """
-    if out.dtype != self.dtype or out.shape[1:] != self.shape[1:] or \
-        not out.flags.c_contiguous or not 0 <= start <= start + len(out) <= self.shape[0]:
-      raise ValueError(f"{self.path}: cannot read rows {start}:{start + len(out)} of "
-                       f"{self.shape} {self.dtype} into a {out.shape} {out.dtype} array.")
-    if not out.size:
-      return
-    if self._file is None:
-      self._file = open(self.path, "rb")  # noqa: SIM115 (kept open between chunks)
-    self._file.seek(self.offset + start * self._row_bytes)
-    view = memoryview(out.reshape(-1).view(np.uint8))
-    got = 0
-    while got < len(view):
-      n = self._file.readinto(view[got:])
-      if not n:
-        raise ValueError(f"{self.path}: unexpected end of file.")
-      got += n
-
-  def close(self) -> None:
-    if self._file is not None:
-      self._file.close()
-      self._file = None
-
-
-def _open(name: str, x: Any) -> Any:
-  """A path becomes :class:`NpyRows`; arrays pass through."""
-  if isinstance(x, (str, os.PathLike)):
-    if not os.path.exists(x):
-      raise ValueError(f"{name}: no such file {os.fspath(x)!r}.")
-    return NpyRows(x)
-  if not hasattr(x, "shape"):
-    x = np.asarray(x)
-  return x
-
-
-def _check_float(name: str, x: Any, ndim: int) -> None:
-  if len(x.shape) != ndim:
-    raise ValueError(f"{name} must be {ndim}-D, got shape {tuple(x.shape)}.")
-  if not np.issubdtype(np.dtype(x.dtype), np.floating):
-    raise ValueError(f"{name} must be floating point (float16/32/64), got dtype {x.dtype}.")
-
-
-def _load_small(name: str, x: Any) -> np.ndarray:
-  if isinstance(x, (str, os.PathLike)):
-    if not os.path.exists(x):
-      raise ValueError(f"{name}: no such file {os.fspath(x)!r}.")
-    return np.load(x, allow_pickle=False)
-  return np.asarray(x)
-
-
-def _read_ids(path: str | os.PathLike) -> np.ndarray:
-  """Ids from ``.npy`` or text (one per line or comma/space separated; a header is skipped)."""
-  if os.fspath(path).endswith(".npy"):
-    return _load_small("labeled_ids", path).reshape(-1)
-  if not os.path.exists(path):
-    raise ValueError(f"labeled_ids: no such file {os.fspath(path)!r}.")
-  tokens = open(path).read().replace(",", " ").split()
-  if tokens and not tokens[0].lstrip("-").isdigit():
-    tokens = tokens[1:]  # a header such as "id"
-  try:
-    return np.array([int(t) for t in tokens], np.int64)
-  except ValueError as e:
-    raise ValueError(f"labeled_ids: {os.fspath(path)}: not a list of integers ({e}).") from None
-
-
-def labeled_mask(num: int, labeled: Any = None, labeled_ids: Any = None) -> np.ndarray:
-  """The ``[num]`` bool mask from a mask (bool or 0/1) or a list of labeled ids."""
-  if labeled is not None and labeled_ids is not None:
-    raise ValueError("pass either a labeled mask or labeled ids, not both.")
-  if labeled is not None:
-    mask = _load_small("labeled", labeled)
-    if mask.shape != (num,):
-      raise ValueError(f"labeled: the mask must have shape ({num},) like the pool, got "
-                       f"{mask.shape}.")
-    if mask.dtype != np.bool_:
-      if not np.issubdtype(mask.dtype, np.integer) or not np.isin(mask, (0, 1)).all():
-        raise ValueError(f"labeled: the mask must be boolean or 0/1 integers, got {mask.dtype}.")
-      mask = mask.astype(bool)
-    return mask
-  mask = np.zeros(num, bool)
-  if labeled_ids is not None:
-    ids = _read_ids(labeled_ids) if isinstance(labeled_ids, (str, os.PathLike)) else \
-        np.asarray(labeled_ids).reshape(-1)
-    if ids.size and not np.issubdtype(ids.dtype, np.integer):
-      raise ValueError(f"labeled_ids: ids must be integers, got dtype {ids.dtype}.")
-    bad = (ids < 0) | (ids >= num)
-    if bad.any():
-      raise ValueError(f"labeled_ids: id {int(ids[np.argmax(bad)])} is outside the pool "
-                       f"[0, {num}) ({int(bad.sum())} such ids).")
-    mask[ids] = True
-  return mask
-
-
-def query(features: Any = None, logits: Any = None, *, strategy: str, budget: int,
-          labeled: Any = None, labeled_ids: Any = None, prototypes: Any = None,
-          num_classes: int | None = None, beta: float = 5.0,
-          chunk_size: int | None = None, seed: int = 0, nonfinite: str = "error",
-          mesh: Any = None, progress: streaming.Progress | None = None,
-          info: dict | None = None) -> np.ndarray:
-  """The pool ids to annotate next, in query order.
-
-  Args:
-    features: ``[N, C-1]`` array-like or ``.npy`` path (MSAL strategies).
-    logits: ``[N, C]`` array-like or ``.npy`` path (uncertainty strategies).
-    strategy: a key of :data:`STRATEGIES`.
-    budget: number of ids, ``>= 1``.
-    labeled: ``[N]`` bool (or 0/1) mask, array or ``.npy`` path; or
-    labeled_ids: the already-labeled ids (sequence, ``.npy`` or text file).
-    prototypes: ``[C, C-1]`` (array or ``.npy``); default
-      ``prototypes.simplex(num_classes)``, ``num_classes`` defaulting to
-      the features' width + 1, scored through the simplex's structure in
-      ``O(C)`` per row (the result of ``scoring.msal(features, None)``).
-    beta: MSAL-D's pre-filter factor (``>= 1``; paper: 5 or 10).
-    chunk_size: rows per streamed chunk; default 64 MiB of input rows, at
-      least 65,536 (:func:`msal_jax.streaming.default_chunk_size`).
-    seed: ``random``'s key (``PRNGKey(seed)``, as the library's ``random``).
-    nonfinite: ``"error"`` (default), ``"skip"`` or ``"keep"``: see the module doc.
-    mesh: optional 1-D device mesh to split each chunk over.
-    progress: ``progress(rows_done, N)`` callback.
-    info: if a dict, receives ``num_pool``, ``num_labeled`` and the
-      non-finite row count.
-
-  Returns:
-    ``int64`` pool indices, at most ``budget`` (fewer if fewer are unlabeled).
-  """
-  if strategy not in STRATEGIES:
-    mc = strategy in scoring.MC_UNCERTAINTY or strategy.removesuffix("_msal") in \
-        scoring.MC_UNCERTAINTY
-    hint = " (MC-dropout strategies need T passes: not supported here)" if mc else ""
-    raise ValueError(f"unknown strategy {strategy!r}{hint}; choose one of "
-                     f"{', '.join(sorted(STRATEGIES))}.")
-  needs_features, needs_logits, score = STRATEGIES[strategy]
-  if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
-    raise ValueError(f"budget must be an integer >= 1, got {budget!r}.")
-  if not (isinstance(beta, (int, float)) and beta >= 1):
-    raise ValueError(f"beta must be a number >= 1, got {beta!r}.")
-  if chunk_size is not None and (isinstance(chunk_size, bool) or
-                                 not isinstance(chunk_size, int) or chunk_size < 1):
-    raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size!r}.")
-  if nonfinite not in streaming.NONFINITE:
-    raise ValueError(f"nonfinite must be one of {streaming.NONFINITE}, got {nonfinite!r}.")
-  if needs_features and features is None:
-    raise ValueError(f"strategy {strategy!r} needs features ([N, C-1]).")
-  if needs_logits and logits is None:
-    raise ValueError(f"strategy {strategy!r} needs logits ([N, C]).")
-  if features is None and logits is None:
-    raise ValueError("pass features or logits (the pool).")
-
-  feats = _open("features", features) if features is not None else None
-  lg = _open("logits", logits) if logits is not None else None
-  if feats is not None:
-    _check_float("features", feats, 2)
-  if lg is not None:
-    _check_float("logits", lg, 2)
-  if feats is not None and lg is not None and feats.shape[0] != lg.shape[0]:
-    raise ValueError(f"features have {feats.shape[0]} rows but logits {lg.shape[0]}.")
-  num = (feats if feats is not None else lg).shape[0]
-  if num == 0:
-    raise ValueError("the pool is empty.")
-  mask = labeled_mask(num, labeled, labeled_ids)
-  if info is not None:
-    info.update(num_pool=num, num_labeled=int(mask.sum()), nonfinite_rows=0)
-
-  protos = None
-  if needs_features:
-    width = feats.shape[1]
-    if prototypes is not None:
-      protos = _load_small("prototypes", prototypes)
-      if protos.ndim != 2 or protos.shape[1] != width:
-        raise ValueError(f"prototypes must be [C, {width}] for features of width {width}, got "
-                         f"shape {protos.shape}.")
-    else:
-      classes = width + 1 if num_classes is None else num_classes
-      if classes != width + 1:
-        raise ValueError(f"features of width {width} are the max-separation outputs of "
-                         f"{width + 1} classes, not num_classes={classes}.")
-      protos = np.asarray(prototypes_lib.simplex(classes))
-    if lg is not None and lg.shape[1] != protos.shape[0]:
-      raise ValueError(f"logits have {lg.shape[1]} classes but the prototypes {protos.shape[0]}.")
-
-  kwargs = dict(chunk_size=chunk_size, mesh=mesh, nonfinite=nonfinite, progress=progress,
-                _name=strategy)
-  try:
-    if strategy == "random":
-      ids = selection.top_k_masked(scoring.random(jax.random.PRNGKey(seed), num), ~mask, budget)
-      stats = {"nonfinite_rows": 0}
-    elif needs_features:  # msal, msal_d, X_msal_d
-      sources = {"features": feats, "prototypes": protos}
-      # The standard simplex (no prototypes file) is scored through its
-      # structure, O(C) per row (scoring.msal(z, None)); a given matrix densely.
-      msal_score = "msal" if prototypes is not None else "msal_simplex"
-      if strategy == "msal":
-        ids, _, stats = streaming.stream_top_k(sources, mask, score=msal_score, k=budget,
-                                               **kwargs)
-      else:
-        if score is not None:
-          sources["logits"] = lg
-        m = selection.num_candidates(budget, beta, num)
-        cand, cand_feats, stats = streaming.stream_top_k(
-            sources, mask, score=score or msal_score, k=m, carry=True, **kwargs)
-        ids = streaming.diversify(cand, cand_feats, protos, budget=budget)
-    else:
-      ids, _, stats = streaming.stream_top_k({"logits": lg}, mask, score=score, k=budget,
-                                             **kwargs)
-  finally:
-    for x in (feats, lg):
-      if isinstance(x, NpyRows):
-        x.close()
-  if info is not None:
-    info["nonfinite_rows"] = stats["nonfinite_rows"]
-  ids = np.asarray(ids).astype(np.int64)
-  return ids[ids >= 0]
-
-
-# ---------------------------------------------------------------------------
-# command line
-# ---------------------------------------------------------------------------
+  alternatives = "|".join(sorted(map(re.escape, names), key=len, reverse=True))
+  message = re.sub(rf"(?<![\w.-])({alternatives})=(['\"]?)([^'\"\s,;)]*)\2",
+                   r"--\1=\3", message)
+  return re.sub(rf"^({alternatives})(?=:| must )", r"--\1", message)
 
 
 class ProgressBar:
@@ -373,6 +107,7 @@ def write_ids(path: str, ids: np.ndarray, meta: dict[str, Any]) -> None:
 
 
 def _define_flags():
+  """The program's flags (defined only when run as a program; ``msal_jax`` reads no flags)."""
   from absl import flags
 
   flags.DEFINE_string("features", None, ".npy [N, C-1]: max-separation features (MSAL).")
@@ -415,8 +150,8 @@ def main(argv: Sequence[str]) -> None:
                 labeled_ids=f.labeled_ids, prototypes=f.prototypes, num_classes=f.num_classes,
                 beta=f.beta, chunk_size=f.chunk_size, seed=f.seed, nonfinite=f.nonfinite,
                 mesh=mesh, progress=ProgressBar() if f.progress else None, info=info)
-  except ValueError as e:  # bad input: one line, no traceback
-    sys.exit(f"error: {e}")
+  except ValueError as e:  # bad input: one line, no traceback, naming the flags
+    sys.exit(f"error: {flag_form(str(e), _FLAG_NAMES)}")
   if info.get("nonfinite_rows"):
     print(f"skipped {info['nonfinite_rows']:,} unlabeled rows with NaN/Inf values",
           file=sys.stderr)
@@ -429,10 +164,41 @@ def main(argv: Sequence[str]) -> None:
   print(f"wrote {len(ids):,} ids to {f.out} ({meta['seconds']:.1f} s)", file=sys.stderr)
 
 
+# query()'s arguments that are flags of the same name, for the error messages.
+_FLAG_NAMES = ("features", "logits", "prototypes", "num_classes", "labeled", "labeled_ids",
+               "strategy", "budget", "beta", "chunk_size", "seed", "nonfinite")
+_HELP_FLAGS = ("help", "helpshort", "helpfull", "h", "?")
 _FLAGS = None
 
-if __name__ == "__main__":
+
+def _help_requested(argv: Sequence[str]) -> str | None:
+  """``"help"`` or ``"helpfull"`` when ``argv`` asks for it (before any ``--``), else None."""
+  for arg in argv[1:]:
+    if arg == "--":
+      return None
+    name = arg.lstrip("-").split("=", 1)[0]
+    if arg.startswith("-") and name in _HELP_FLAGS:
+      return "helpfull" if name == "helpfull" else "help"
+  return None
+
+
+def run(argv: Sequence[str]) -> None:
+  """The program: ``--help`` prints this module's docstring and the flags and exits 0
+  (absl's own ``--help`` exits 1); anything else is :func:`main` under ``absl.app``."""
   from absl import app
 
-  _FLAGS = _define_flags()  # flags exist only when run as a program
-  app.run(main)
+  global _FLAGS
+  _FLAGS = _define_flags()
+  wanted = _help_requested(argv)
+  if wanted:
+    if wanted == "helpfull":
+      flags_help = _FLAGS.get_help()
+    else:  # this program's flags, without absl's header line (the file's path)
+      flags_help = "\n".join(_FLAGS.main_module_help().strip().splitlines()[1:])
+    print(f"{__doc__.strip()}\n\nflags:\n{flags_help}")
+    sys.exit(0)
+  app.run(main, list(argv))
+
+
+if __name__ == "__main__":
+  run(sys.argv)

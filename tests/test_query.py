@@ -76,9 +76,47 @@ def test_cli_errors_are_one_line_and_write_nothing(pool, tmp_path):
   assert proc.returncode != 0
   assert f"error: msal: row {bad_row} of the pool has NaN or Inf" in proc.stderr
   assert "Traceback" not in proc.stderr and not (tmp_path / "o.csv").exists()
+  # The way out is named as the flag, not as query()'s keyword.
+  assert proc.stderr.rstrip().endswith("skip such rows (--nonfinite=skip).")
+  assert "nonfinite=" not in proc.stderr.replace("--nonfinite=", "")
+  proc = _cli(f"--features={tmp / 'z.npy'}", "--strategy=msal", "--budget=0",
+              f"--out={tmp_path / 'o.csv'}")
+  assert proc.returncode != 0
+  assert proc.stderr.strip() == "error: --budget must be an integer >= 1, got 0."
+  proc = _cli(f"--features={tmp / 'z.npy'}", "--strategy=msal", "--budget=3",
+              "--num_classes=10", f"--out={tmp_path / 'o.csv'}")
+  assert proc.stderr.strip() == (f"error: features of width {C - 1} are the max-separation "
+                                 f"outputs of {C} classes, not --num_classes=10.")
   proc = _cli(f"--features={tmp / 'z.npy'}", "--strategy=msal", "--budget=3",
               f"--out={tmp_path / 'o.txt'}")
   assert proc.returncode != 0 and "--out must end in .csv or .json" in proc.stderr
+
+
+def test_cli_help_is_plain_text_and_exits_0():
+  proc = _cli("--help")
+  assert proc.returncode == 0, proc.stderr
+  text = proc.stdout
+  assert text.startswith("Bring your own pool: which samples to send for annotation")
+  for flag in ("--features", "--strategy", "--budget", "--nonfinite", "--out"):
+    assert f"  {flag}: " in text, flag  # each flag's line of the flags list
+  # No Sphinx/reST or Markdown markup, and not absl's file-path header.
+  for markup in (":class:", ":func:", ":mod:", ":data:", "``", "**", query.__file__):
+    assert markup not in text, markup
+  assert _cli("-h").stdout == text
+
+
+def test_flag_form():
+  names = ("labeled", "labeled_ids", "nonfinite", "num_classes", "budget")
+  assert query.flag_form("skip such rows (nonfinite='skip').", names) == \
+      "skip such rows (--nonfinite=skip)."
+  assert query.flag_form('x, not num_classes=10.', names) == "x, not --num_classes=10."
+  assert query.flag_form("labeled_ids: id 3 is outside", names) == "--labeled_ids: id 3 is outside"
+  assert query.flag_form("labeled: the mask must", names) == "--labeled: the mask must"
+  assert query.flag_form("budget must be >= 1", names) == "--budget must be >= 1"
+  # other words are left alone: a name inside another word or not at the start
+  assert query.flag_form("msal: row 3; unlabeled rows; the budget", names) == \
+      "msal: row 3; unlabeled rows; the budget"
+  assert query.flag_form("al.budget=5", names) == "al.budget=5"
 
 
 def test_query_function_matches_the_library_strategies(pool):
