@@ -1,11 +1,15 @@
 """Default experiment settings that every config starts from.
 
 The defaults are the embedded CPU-sized run (configs/mnist5k.py); each config
-file changes what differs. Every field can be overridden on the command line:
+file changes what differs. The values come from msal_jax/defaults.py, which
+msal_jax.ActiveLearner reads too: a setting left out means the same there and
+here. Every field can be overridden on the command line:
 ``--config.al.budget=1000``, ``--config.strategies="('msal', 'msal_d')"``.
 """
 
 import ml_collections
+
+from msal_jax.defaults import AL, CHECKPOINT, MODEL, TRAIN  # shared with msal_jax.ActiveLearner
 
 # What `get_config(arg)` of a paper config gives: `--config=configs/svhn.py` is the
 # paper's protocol, `--config=configs/svhn.py:cpu` a small-CNN variant sized for a CPU.
@@ -27,8 +31,8 @@ def cpu_sized(
     config: ml_collections.ConfigDict, *, initial: int, batch: int, budget: int, epochs: int
 ) -> ml_collections.ConfigDict:
   """A paper config made CPU-sized: the small CNN, fewer labels, fewer epochs."""
-  config.model.arch = "small_cnn"
-  config.model.trunk = ml_collections.ConfigDict({"widths": (16, 32), "hidden": 64})
+  config.model.arch = MODEL.arch
+  config.model.trunk = ml_collections.ConfigDict(dict(MODEL.trunk))
   config.al.initial = initial
   config.al.batch = batch
   config.al.budget = budget
@@ -55,25 +59,25 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.imbalance_seed = 0
 
   config.model = ml_collections.ConfigDict()
-  config.model.arch = "small_cnn"
-  config.model.rho = 0.1  # the paper's radius for MNIST
-  config.model.dropout_rate = 0.0
-  config.model.trunk = ml_collections.ConfigDict({"widths": (16, 32), "hidden": 64})
+  config.model.arch = MODEL.arch
+  config.model.rho = MODEL.rho  # the small CNN's radius
+  config.model.dropout_rate = MODEL.dropout_rate
+  config.model.trunk = ml_collections.ConfigDict(dict(MODEL.trunk))
   # Your own Flax module instead of model.arch: "package.module:Name" or "path/file.py:Name",
   # built with model.kwargs; it returns features (the head is added) or (logits, features).
   config.model.module = ml_collections.config_dict.placeholder(str)
   config.model.kwargs = ml_collections.ConfigDict()
 
   config.al = ml_collections.ConfigDict()
-  config.al.initial = 100
-  config.al.batch = 100
-  config.al.budget = 500
+  config.al.initial = AL.initial
+  config.al.batch = AL.batch
+  config.al.budget = AL.budget
   config.al.rounds = ml_collections.config_dict.placeholder(int)  # None: ceil(budget / batch)
-  config.al.beta = 5.0
-  config.al.mc_passes = 10  # T, passes of the MC-dropout strategies
-  config.al.ceal_delta = 5e-5  # CEAL: entropy threshold delta_0 ...
-  config.al.ceal_decay = 0.033e-5  # ... minus this per round
-  config.al.ceal_cos = 0.99  # CEAL(MSAL): pseudo-label when cos to nearest prototype > this
+  config.al.beta = AL.beta
+  config.al.mc_passes = AL.mc_passes  # T, passes of the MC-dropout strategies
+  config.al.ceal_delta = AL.ceal_delta  # CEAL: entropy threshold delta_0 ...
+  config.al.ceal_decay = AL.ceal_decay  # ... minus this per round
+  config.al.ceal_cos = AL.ceal_cos  # CEAL(MSAL): pseudo-label when cos to nearest prototype > this
   # Human in the loop: each round writes queries/round_<r>.csv and stops; fill in the labels
   # and run the same command again to continue (one strategy, one seed).
   config.al.hitl = False
@@ -84,14 +88,14 @@ def get_config() -> ml_collections.ConfigDict:
   config.al.oracle_kwargs = ml_collections.ConfigDict()
 
   config.train = ml_collections.ConfigDict()
-  config.train.epochs = 30  # few labels: enough steps for both heads to converge
-  config.train.batch_size = 128
-  config.train.learning_rate = 1e-3
-  config.train.eval_batch_size = 1000
-  config.train.augment = False  # random 4-pixel crop + horizontal flip (CIFAR, TinyImageNet)
+  config.train.epochs = TRAIN.epochs  # few labels: enough steps for both heads to converge
+  config.train.batch_size = TRAIN.batch_size
+  config.train.learning_rate = TRAIN.learning_rate
+  config.train.eval_batch_size = TRAIN.eval_batch_size
+  config.train.augment = TRAIN.augment  # random 4-pixel crop + flip (CIFAR, TinyImageNet)
 
   config.checkpoint = ml_collections.ConfigDict()
-  config.checkpoint.max_to_keep = 2  # round checkpoints kept per run (resume needs the last)
+  config.checkpoint.max_to_keep = CHECKPOINT.max_to_keep  # per run (resume needs the last)
 
   config.report = ml_collections.ConfigDict()
   # Rounds whose pool embeddings are saved for the t-SNE figure (paper Fig. 2),

@@ -24,6 +24,7 @@ import numpy as np
 
 from msal_jax import data, loop, models, report, strategies
 from msal_jax.data import Dataset
+from msal_jax.defaults import AL, CHECKPOINT, MODEL, TRAIN
 from msal_jax.models import custom
 
 PoolLike = Dataset | str | np.ndarray | tuple[Any, Any]
@@ -77,14 +78,16 @@ def as_dataset(
 
 
 def model_config(
-    model: Any, *, kwargs: Mapping[str, Any] | None = None, rho: float = 1.0,
-    dropout_rate: float = 0.0,
+    model: Any, *, kwargs: Mapping[str, Any] | None = None, rho: float = MODEL.rho,
+    dropout_rate: float = MODEL.dropout_rate,
 ) -> loop.ModelConfig:
   """A :class:`~msal_jax.loop.ModelConfig` from a name, an import path or a module.
 
   ``model``: a built-in arch (``"small_cnn"``, ``"resnet18"``; ``kwargs`` are
-  its fields), ``"package.module:Name"`` / ``"path/file.py:Name"``, a Flax
-  module instance, class or factory (``kwargs`` build it), or a ``ModelConfig``.
+  its fields; the small CNN's default to the configs' ``model.trunk``,
+  :data:`msal_jax.defaults.MODEL`), ``"package.module:Name"`` /
+  ``"path/file.py:Name"``, a Flax module instance, class or factory
+  (``kwargs`` build it), or a ``ModelConfig``.
   """
   if isinstance(model, loop.ModelConfig):
     return model
@@ -95,6 +98,8 @@ def model_config(
           f"model: {model!r} is not a built-in arch ({', '.join(sorted(models.ARCHS))}) nor an "
           "import path 'package.module:Name'."
       )
+    if model == MODEL.arch:  # the configs' default trunk, with kwargs over it
+      kwargs = {**MODEL.trunk, **kwargs}
     return loop.ModelConfig(arch=model, rho=rho, dropout_rate=dropout_rate, trunk_kwargs=kwargs)
   if not (isinstance(model, (str, nn.Module)) or callable(model)):
     raise ValueError(f"model: expected a Flax module, an import path or an arch name, got "
@@ -131,7 +136,8 @@ class ActiveLearner:
     rounds: stop after this many query rounds (default: the whole budget).
     seed: root of every random choice.
     epochs, batch_size, learning_rate, eval_batch_size: training of each
-      round's model (retrained from scratch).
+      round's model (retrained from scratch), as in the config
+      (``train.epochs``, ...).
     rho, dropout_rate, beta, mc_passes: as in the config (``model.rho``,
       ``model.dropout_rate``, ``al.beta``, ``al.mc_passes``).
     model_kwargs: keyword arguments that build ``model`` (a class or path).
@@ -140,6 +146,10 @@ class ActiveLearner:
       default to the pool's.
     max_to_keep: round checkpoints kept in ``workdir``.
     log: progress printer (``None``: silent).
+
+  Every default that a config also has is the config's, from
+  :mod:`msal_jax.defaults`: the same settings given here or in a config
+  (``--config.al.budget=...``) run the same rounds.
 
   Attributes:
     dataset: the :class:`~msal_jax.data.Dataset` the rounds run on.
@@ -160,14 +170,14 @@ class ActiveLearner:
       workdir: str | None = None,
       rounds: int | None = None,
       seed: int = 0,
-      epochs: int = 10,
-      batch_size: int = 128,
-      learning_rate: float = 1e-3,
-      eval_batch_size: int = 1000,
-      rho: float = 1.0,
-      dropout_rate: float = 0.0,
-      beta: float = 5.0,
-      mc_passes: int = 10,
+      epochs: int = TRAIN.epochs,
+      batch_size: int = TRAIN.batch_size,
+      learning_rate: float = TRAIN.learning_rate,
+      eval_batch_size: int = TRAIN.eval_batch_size,
+      rho: float = MODEL.rho,
+      dropout_rate: float = MODEL.dropout_rate,
+      beta: float = AL.beta,
+      mc_passes: int = AL.mc_passes,
       model_kwargs: Mapping[str, Any] | None = None,
       class_names: Sequence[str] | None = None,
       num_classes: int | None = None,
@@ -176,7 +186,7 @@ class ActiveLearner:
       name: str | None = None,
       image_size: tuple[int, int] | None = None,
       channels: int | None = None,
-      max_to_keep: int | None = 2,
+      max_to_keep: int | None = CHECKPOINT.max_to_keep,
       log: Callable[[str], None] | None = print,
   ):
     self.strategy = strategies.get(strategy).name
@@ -208,9 +218,12 @@ class ActiveLearner:
       raise ValueError(f"oracle must be None, 'csv' or a function, got {oracle!r}.")
     self.workdir = workdir
     self.al = loop.ActiveLearningConfig(initial=num_initial, batch=batch, budget=budget,
-                                        rounds=rounds, beta=beta, mc_passes=mc_passes)
+                                        rounds=rounds, beta=beta, mc_passes=mc_passes,
+                                        ceal_delta=AL.ceal_delta, ceal_decay=AL.ceal_decay,
+                                        ceal_cos=AL.ceal_cos)
     self.train = loop.TrainConfig(epochs=epochs, batch_size=batch_size,
-                                  learning_rate=learning_rate, eval_batch_size=eval_batch_size)
+                                  learning_rate=learning_rate, eval_batch_size=eval_batch_size,
+                                  augment=TRAIN.augment)
     self.model = model_config(model, kwargs=model_kwargs, rho=rho, dropout_rate=dropout_rate)
     self.max_to_keep = max_to_keep
     self.log = log or (lambda s: None)

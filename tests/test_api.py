@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import msal_jax
+from experiments import defaults, experiment
 from msal_jax import api, data, loop
 from msal_jax.models import custom
 
@@ -106,13 +107,30 @@ def test_pool_forms(tmp_path):
 
 
 def test_model_forms():
-  assert api.model_config("small_cnn", kwargs={"widths": (4,)}).trunk_kwargs == {"widths": (4,)}
+  # The small CNN's kwargs go over the configs' trunk, as --config.model.trunk.widths does.
+  assert api.model_config("small_cnn", kwargs={"widths": (4,)}).trunk_kwargs == \
+      {"widths": (4,), "hidden": defaults.get_config().model.trunk.hidden}
+  assert api.model_config("resnet18", kwargs={"stem": "cifar"}).trunk_kwargs == {"stem": "cifar"}
   assert api.model_config(f"{TINY_PATH}:TinyTrunk").module.endswith(":TinyTrunk")
   cls = type(custom.load_module(f"{TINY_PATH}:TinyTrunk"))
   by_class = api.model_config(cls, kwargs={"width": 3})
   assert by_class.user_module().width == 3
   given = loop.ModelConfig(rho=0.1)
   assert api.model_config(given) is given
+
+
+def test_defaults_are_the_configs():
+  # What is left out means the same in both: the API's settings equal the launcher's
+  # typed config built from the default config with the same labels.
+  (px, py), test = _blobs(12, 0), _blobs(6, 1)
+  learner = msal_jax.ActiveLearner("small_cnn", (px, py), test, budget=4, batch=2, log=None)
+  config = defaults.get_config()
+  config.al.initial, config.al.budget, config.al.batch = 2, 4, 2
+  exp = experiment.Experiment.from_config(config)
+  assert learner.al == exp.al
+  assert learner.train == exp.train
+  assert learner.model == exp.model
+  assert learner.max_to_keep == exp.max_to_keep
 
 
 @pytest.mark.parametrize(
