@@ -173,6 +173,75 @@ def _cell(row: list[str], col: int | None) -> str:
   return row[col].strip() if col is not None and col < len(row) else ""
 
 
+def _read_rows(path: str) -> list[list[str]]:
+  """The CSV's rows, header first; ``;`` or ``,`` separated (whichever row 1 has more of)."""
+  if not os.path.isfile(path):
+    raise FileNotFoundError(
+        f"{path}: the labels file of the last round's queries is missing; it was written when "
+        "the round stopped. Restore it (ids are in that round's rounds.jsonl 'queried')."
+    )
+  with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: spreadsheet BOMs
+    text = f.read()
+  first = text.splitlines()[0] if text.strip() else ""
+  delimiter = ";" if first.count(";") > first.count(",") else ","
+  return list(csv.reader(text.splitlines(), delimiter=delimiter))
+
+
+def _columns(path: str, rows: list[list[str]]) -> tuple[int, int, int | None]:
+  """The positions of the ``id``, ``label`` and (``None`` if absent) ``path`` columns."""
+  header = [h.strip().lower() for h in rows[0]] if rows else []
+  if "id" not in header or "label" not in header:
+    raise ValueError(f"{path}: row 1 must be the header with columns id and label (and path), "
+                     f"got {rows[0] if rows else 'an empty file'}.")
+  col_path = header.index("path") if "path" in header else None
+  return header.index("id"), header.index("label"), col_path
+
+
+def _row_pool_id(row_no: int, raw_id: str, wanted: dict[int, int],
+                 first_row: dict[int, int]) -> int | str:
+  """The row's pool id, or the problem with it: not an int, not queried, repeated."""
+  try:
+    pool_id = int(raw_id)
+  except ValueError:
+    return f"row {row_no}: id {raw_id!r} is not an integer pool id"
+  if pool_id not in wanted:
+    return f"row {row_no}: id {pool_id} was not queried in this round"
+  if pool_id in first_row:
+    return f"row {row_no}: id {pool_id} appears again (first on row {first_row[pool_id]})"
+  return pool_id
+
+
+def _row_label(row_no: int, pool_id: int, given_path: str, raw_label: str,
+               class_names: Sequence[str], paths: Sequence[str] | None) -> int | str:
+  """The row's class index, or the problem: a path not its id's, no label, not a class."""
+  if paths is not None and given_path and given_path != paths[pool_id]:
+    return f"row {row_no}: id {pool_id} is {paths[pool_id]!r}, not {given_path!r}"
+  if not raw_label:
+    return f"row {row_no} (id {pool_id}): no label"
+  label = parse_label(raw_label, class_names)
+  if label is None:
+    allowed = (f"classes: {', '.join(class_names)} (or their indices 0..{len(class_names) - 1})")
+    return f"row {row_no} (id {pool_id}): label {raw_label!r} is not a class; {allowed}"
+  return label
+
+
+def _missing_rows(ids: Sequence[int], first_row: dict[int, int]) -> list[str]:
+  """The problem of the queried ids without a row, if any."""
+  missing = [i for i in ids if int(i) not in first_row]
+  if not missing:
+    return []
+  shown = ", ".join(str(i) for i in missing[:_MAX_REPORTED])
+  return [f"{len(missing)} queried id(s) have no row: {shown}"
+          f"{', ...' if len(missing) > _MAX_REPORTED else ''}"]
+
+
+def _problems_message(path: str, problems: list[str]) -> str:
+  """The first ``_MAX_REPORTED`` problems in one line, and how many more there are."""
+  more = len(problems) - _MAX_REPORTED
+  listed = "; ".join(problems[:_MAX_REPORTED]) + (f"; and {more} more" if more > 0 else "")
+  return f"{path}: {len(problems)} problem(s): {listed}. Fix the file and run again."
+
+
 def read_labels(
     path: str,
     ids: Sequence[int],
@@ -199,67 +268,29 @@ def read_labels(
       queried or repeated, empty labels, labels outside the class list,
       a path that is not its id's, and queried ids without a row.
   """
-  if not os.path.isfile(path):
-    raise FileNotFoundError(
-        f"{path}: the labels file of the last round's queries is missing; it was written when "
-        "the round stopped. Restore it (ids are in that round's rounds.jsonl 'queried')."
-    )
-  with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: spreadsheet BOMs
-    text = f.read()
-  first = text.splitlines()[0] if text.strip() else ""
-  delimiter = ";" if first.count(";") > first.count(",") else ","
-  rows = list(csv.reader(text.splitlines(), delimiter=delimiter))
-  header = [h.strip().lower() for h in rows[0]] if rows else []
-  if "id" not in header or "label" not in header:
-    raise ValueError(f"{path}: row 1 must be the header with columns id and label (and path), "
-                     f"got {rows[0] if rows else 'an empty file'}.")
-  col_id, col_label = header.index("id"), header.index("label")
-  col_path = header.index("path") if "path" in header else None
+  rows = _read_rows(path)
+  col_id, col_label, col_path = _columns(path, rows)
   wanted = {int(i): k for k, i in enumerate(ids)}
   labels = np.full(len(ids), -1, np.int32)
   first_row: dict[int, int] = {}
   problems: list[str] = []
-  allowed = (f"classes: {', '.join(class_names)} (or their indices 0..{len(class_names) - 1})")
   for row_no, row in enumerate(rows[1:], start=2):
     if not any(cell.strip() for cell in row):
       continue  # blank lines are fine
-    raw_id = _cell(row, col_id)
-    try:
-      pool_id = int(raw_id)
-    except ValueError:
-      problems.append(f"row {row_no}: id {raw_id!r} is not an integer pool id")
-      continue
-    if pool_id not in wanted:
-      problems.append(f"row {row_no}: id {pool_id} was not queried in this round")
-      continue
-    if pool_id in first_row:
-      problems.append(f"row {row_no}: id {pool_id} appears again (first on row "
-                      f"{first_row[pool_id]})")
+    pool_id = _row_pool_id(row_no, _cell(row, col_id), wanted, first_row)
+    if isinstance(pool_id, str):
+      problems.append(pool_id)
       continue
     first_row[pool_id] = row_no
-    given_path = _cell(row, col_path)
-    if paths is not None and given_path and given_path != paths[pool_id]:
-      problems.append(f"row {row_no}: id {pool_id} is {paths[pool_id]!r}, not {given_path!r}")
-      continue
-    raw_label = _cell(row, col_label)
-    if not raw_label:
-      problems.append(f"row {row_no} (id {pool_id}): no label")
-      continue
-    label = parse_label(raw_label, class_names)
-    if label is None:
-      problems.append(f"row {row_no} (id {pool_id}): label {raw_label!r} is not a class; "
-                      f"{allowed}")
+    label = _row_label(row_no, pool_id, _cell(row, col_path), _cell(row, col_label),
+                       class_names, paths)
+    if isinstance(label, str):
+      problems.append(label)
       continue
     labels[wanted[pool_id]] = label
-  missing = [i for i in ids if int(i) not in first_row]
-  if missing:
-    shown = ", ".join(str(i) for i in missing[:_MAX_REPORTED])
-    problems.append(f"{len(missing)} queried id(s) have no row: {shown}"
-                    f"{', ...' if len(missing) > _MAX_REPORTED else ''}")
+  problems += _missing_rows(ids, first_row)
   if problems:
-    more = len(problems) - _MAX_REPORTED
-    listed = "; ".join(problems[:_MAX_REPORTED]) + (f"; and {more} more" if more > 0 else "")
-    raise ValueError(f"{path}: {len(problems)} problem(s): {listed}. Fix the file and run again.")
+    raise ValueError(_problems_message(path, problems))
   return labels
 
 

@@ -14,260 +14,45 @@ too, so a report regenerated later is the one written during the run.
 
 Standard deviations are over seeds with ``ddof=0``. No JAX is needed here;
 matplotlib and scikit-learn (t-SNE) are imported only when plotting.
+The tables are built by :mod:`msal_jax.tables` and the figures drawn by
+:mod:`msal_jax.figures`; their public names are importable from here too.
 """
-
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import json
-import math
 import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-Key = str | tuple[str, str]
-Results = Mapping[Key, Sequence[Mapping[str, Any]]]
+from msal_jax.figures import plot_curves, plot_error_rates, plot_sweep, plot_tsne, tsne
+from msal_jax.tables import (
+    REFERENCE,
+    Key,
+    Results,
+    csv_table,
+    format_value,
+    key_label,
+    markdown_table,
+    run_seconds,
+    sweep_markdown,
+    table_rows,
+    timing_csv,
+    timing_markdown,
+    timing_rows,
+)
 
-REFERENCE = "entropy"  # query-time overhead is relative to this strategy
+__all__ = [
+    "EMBEDDING_FIELDS", "REFERENCE", "Key", "Results", "Workdir", "csv_table", "format_value",
+    "load", "load_embeddings", "markdown_table", "plot_curves", "plot_error_rates", "plot_sweep",
+    "plot_tsne", "run_seconds", "save_embeddings", "sweep_markdown", "table_rows", "timing_csv",
+    "timing_markdown", "timing_rows", "tsne", "write_report",
+]
+
 _SWEEP_DIR = re.compile(r"^([A-Za-z_][\w.]*)=(.+)$")
-
-
-def format_value(value: Any) -> str:
-  """A swept value as it appears in folder names and tables (``2.0`` -> ``"2"``)."""
-  text = repr(value) if isinstance(value, float) else str(value)
-  return text[:-2] if isinstance(value, float) and text.endswith(".0") else text
-
-
-def _label(key: Key, sweep_field: str | None = None) -> str:
-  return key if isinstance(key, str) else f"{key[0]} {sweep_field or 'value'}={key[1]}"
-
-
-def _mean_std(values: Sequence[float]) -> tuple[float, float]:
-  arr = np.asarray(values, np.float64)
-  return float(arr.mean()), float(arr.std())
-
-
-def _key_columns(key: Key, sweep_field: str | None) -> dict[str, Any]:
-  if sweep_field is None:
-    return {"strategy": _label(key)}
-  return {"strategy": key[0], sweep_field: key[1]}
-
-
-def table_rows(results: Results, sweep_field: str | None = None) -> list[dict[str, Any]]:
-  """One row per key: AUBC and F-acc, mean and std over seeds."""
-  rows = []
-  for key, runs in results.items():
-    aubc_mean, aubc_std = _mean_std([r["aubc"] for r in runs])
-    facc_mean, facc_std = _mean_std([r["f_acc"] for r in runs])
-    rows.append({
-        **_key_columns(key, sweep_field), "seeds": len(runs),
-        "aubc_mean": aubc_mean, "aubc_std": aubc_std,
-        "f_acc_mean": facc_mean, "f_acc_std": facc_std,
-    })
-  return rows
-
-
-def _pm(mean: float, std: float, fmt: str = ".4f") -> str:
-  return f"{mean:{fmt}} ± {std:{fmt}}"
-
-
-def _markdown(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-  lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-  return "\n".join(lines) + "\n"
-
-
-def _csv(rows: Sequence[Mapping[str, Any]], default_header: Sequence[str]) -> str:
-  out = io.StringIO()
-  writer = csv.DictWriter(out, fieldnames=list(rows[0]) if rows else list(default_header))
-  writer.writeheader()
-  writer.writerows(rows)
-  return out.getvalue()
-
-
-def markdown_table(results: Results, sweep_field: str | None = None) -> str:
-  """The paper-format table: ``| strategy | seeds | AUBC | F-acc |``, mean ± std."""
-  keys = ["strategy"] + ([sweep_field] if sweep_field else [])
-  return _markdown(
-      keys + ["seeds", "AUBC", "F-acc"],
-      [[row[k] for k in keys] + [row["seeds"], _pm(row["aubc_mean"], row["aubc_std"]),
-                                 _pm(row["f_acc_mean"], row["f_acc_std"])]
-       for row in table_rows(results, sweep_field)],
-  )
-
-
-def csv_table(results: Results, sweep_field: str | None = None) -> str:
-  return _csv(table_rows(results, sweep_field), ["strategy"])
-
-
-def run_seconds(records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
-  """One run's seconds per round: ``train``, ``eval`` and ``query``.
-
-  Means over rounds 1, 2, ... (round 0 also compiles every program; it is
-  used only when it is the only round); ``query`` (the pool's forward pass,
-  then the selection) only over the rounds that query.
-  """
-  def mean(key: str, recs: list[Mapping[str, Any]]) -> float:
-    later = [r for r in recs if r["round"] > 0] or recs
-    return float(np.mean([r[key] for r in later])) if later else math.nan
-
-  querying = [r for r in records if r["queried"]]
-  return {"train": mean("train_seconds", list(records)),
-          "eval": mean("eval_seconds", list(records)),
-          "query": mean("query_seconds", querying)}
-
-
-def timing_rows(results: Results, sweep_field: str | None = None) -> list[dict[str, Any]]:
-  """Seconds per round (mean and std over seeds) and the query-time overhead.
-
-  ``query_overhead = query_mean / query_mean(entropy) - 1``, against the
-  entropy runs of the same swept value; ``None`` without such runs.
-  """
-  rows = {}
-  for key, runs in results.items():
-    secs = [run_seconds(r["rounds"]) for r in runs]
-    row = {**_key_columns(key, sweep_field), "seeds": len(runs)}
-    for part in ("train", "eval", "query"):
-      row[f"{part}_mean"], row[f"{part}_std"] = _mean_std([s[part] for s in secs])
-    rows[key] = row
-  for key, row in rows.items():
-    ref = rows.get(REFERENCE if isinstance(key, str) else (REFERENCE, key[1]))
-    row["query_overhead"] = None if ref is None else row["query_mean"] / ref["query_mean"] - 1
-  return list(rows.values())
-
-
-def timing_markdown(results: Results, sweep_field: str | None = None) -> str:
-  """Seconds per round per strategy and the query-time overhead relative to entropy."""
-  rows = timing_rows(results, sweep_field)
-  keys = ["strategy"] + ([sweep_field] if sweep_field else [])
-  table = _markdown(
-      keys + ["seeds", "train s/round", "eval s/round", "query s/round",
-              f"query time vs {REFERENCE}"],
-      [[row[k] for k in keys] + [row["seeds"]]
-       + [_pm(row[f"{p}_mean"], row[f"{p}_std"], ".3f") for p in ("train", "eval", "query")]
-       + ["n/a" if row["query_overhead"] is None else f"{100 * row['query_overhead']:+.1f}%"]
-       for row in rows],
-  )
-  note = (
-      "\nSeconds per round, mean ± std over seeds of each run's mean over rounds 1, 2, ... "
-      "(round 0 also compiles). Query = the pool's forward pass (the same for every "
-      "strategy), the MC-dropout passes where the strategy needs them, and the selection, "
-      f"over the rounds that query; its overhead is relative to {REFERENCE}"
-      f"{' at the same ' + sweep_field if sweep_field else ''}.\n"
-  )
-  if rows and all(row["query_overhead"] is None for row in rows):
-    note += f"No {REFERENCE} run in this workdir: the query-time overhead is not computed.\n"
-  return table + note
-
-
-def timing_csv(results: Results, sweep_field: str | None = None) -> str:
-  return _csv(timing_rows(results, sweep_field), ["strategy"])
-
-
-def _sweep_values(results: Results) -> list[str]:
-  return list(dict.fromkeys(key[1] for key in results))
-
-
-def sweep_markdown(results: Results, sweep_field: str) -> str:
-  """AUBC and F-acc against the swept value: rows = strategies, columns = values."""
-  values = _sweep_values(results)
-  cells = {(row["strategy"], row[sweep_field]): row for row in table_rows(results, sweep_field)}
-  strategies = list(dict.fromkeys(key[0] for key in results))
-  out = []
-  for metric, name in (("aubc", "AUBC"), ("f_acc", "F-acc")):
-    out.append(f"{name} against {sweep_field}:\n\n" + _markdown(
-        ["strategy"] + [f"{sweep_field}={v}" for v in values],
-        [[s] + [_pm(cells[s, v][f"{metric}_mean"], cells[s, v][f"{metric}_std"])
-                if (s, v) in cells else "" for v in values] for s in strategies],
-    ))
-  return "\n".join(out)
-
-
-def _pyplot():
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
-  return plt
-
-
-def _save(fig, path: str) -> None:
-  fig.tight_layout()
-  # No date or version in the file: the same results give the same bytes.
-  fig.savefig(path, metadata={"Software": None})
-  _pyplot().close(fig)
-
-
-def _plot_rounds(results: Results, path: str, y: Callable[[Mapping[str, Any]], list[float]],
-                 ylabel: str, title: str | None, sweep_field: str | None) -> None:
-  plt = _pyplot()
-  fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-  for key, runs in results.items():
-    x = np.asarray(runs[0]["num_labeled"])
-    ys = np.array([y(r) for r in runs], np.float64)
-    mean, std = ys.mean(0), ys.std(0)
-    (line,) = ax.plot(x, mean, marker="o", markersize=3, label=_label(key, sweep_field))
-    if len(runs) > 1:
-      ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2)
-  ax.set_xlabel("labeled samples")
-  ax.set_ylabel(ylabel)
-  if title:
-    ax.set_title(title)
-  ax.grid(alpha=0.3)
-  ax.legend(fontsize="small")
-  _save(fig, path)
-
-
-def plot_curves(results: Results, path: str, *, title: str | None = None,
-                sweep_field: str | None = None) -> None:
-  """Test accuracy against labeled samples, mean over seeds with a ±std band (Fig. 1)."""
-  _plot_rounds(results, path, lambda r: r["accuracies"], "test accuracy", title, sweep_field)
-
-
-def _nan_if_none(value: float | None) -> float:
-  return float("nan") if value is None else value
-
-
-def plot_error_rates(results: Results, path: str, *, title: str | None = None,
-                     sweep_field: str | None = None) -> None:
-  """Error rate on the unlabeled pool per round, mean ± std over seeds (Fig. 3)."""
-  _plot_rounds(results, path,
-               lambda r: [_nan_if_none(rec["unlabeled_error_rate"]) for rec in r["rounds"]],
-               "error rate on the unlabeled pool", title, sweep_field)
-
-
-def plot_sweep(results: Results, sweep_field: str, path: str, *, title: str | None = None
-               ) -> None:
-  """AUBC and F-acc against the swept value, one line per strategy, ±std bars (Figs. 4-5)."""
-  plt = _pyplot()
-  values = _sweep_values(results)
-  try:
-    xs = dict(zip(values, (float(v) for v in values), strict=True))
-  except ValueError:  # not numbers: evenly spaced, labelled ticks
-    xs = {v: float(i) for i, v in enumerate(values)}
-  rows = table_rows(results, sweep_field)
-  fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=120)
-  for ax, (metric, name) in zip(axes, (("aubc", "AUBC"), ("f_acc", "F-acc")), strict=True):
-    for strategy in dict.fromkeys(row["strategy"] for row in rows):
-      mine = [row for row in rows if row["strategy"] == strategy]
-      ax.errorbar([xs[row[sweep_field]] for row in mine], [row[f"{metric}_mean"] for row in mine],
-                  yerr=[row[f"{metric}_std"] for row in mine], marker="o", capsize=3,
-                  label=strategy)
-    ax.set_xticks(list(xs.values()), list(xs))
-    ax.set_xlabel(sweep_field)
-    ax.set_ylabel(name)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
-  if title:
-    fig.suptitle(title)
-  _save(fig, path)
-
 
 # Pool embeddings for t-SNE (paper Fig. 2): written by the loop for chosen rounds.
 EMBEDDING_FIELDS = ("round", "indices", "features", "labels", "labeled", "queried")
@@ -303,58 +88,6 @@ def load_embeddings(path: str) -> dict[str, np.ndarray]:
     if missing:
       raise ValueError(f"{path}: not an embeddings file, missing {', '.join(missing)}.")
     return {k: z[k] for k in EMBEDDING_FIELDS}
-
-
-def tsne(features: np.ndarray, *, seed: int = 0) -> np.ndarray:
-  """``[M, K] -> [M, 2]`` t-SNE (scikit-learn, PCA init, fixed seed).
-
-  Perplexity ``min(30, (M - 1) / 3)``. Below 1,000 points it runs on one
-  thread: there OpenMP threads mostly spin, 20x slower on a busy 2-core host.
-  """
-  import contextlib
-
-  from sklearn.manifold import TSNE
-  from threadpoolctl import threadpool_limits
-
-  feats = np.asarray(features, np.float64)
-  n = feats.shape[0]
-  if n < 4:
-    raise ValueError(f"t-SNE needs at least 4 points, got {n}.")
-  perplexity = float(min(30.0, (n - 1) / 3))
-  with threadpool_limits(1) if n < 1000 else contextlib.nullcontext():
-    return TSNE(2, perplexity=perplexity, init="pca", learning_rate="auto",
-                random_state=seed).fit_transform(feats)
-
-
-def plot_tsne(panels: Sequence[tuple[str, Mapping[str, np.ndarray]]], path: str, *,
-              columns: int | None = None) -> None:
-  """A grid of t-SNE maps, one per ``(title, embeddings)`` (paper Fig. 2).
-
-  Pool samples are dots coloured by class; the samples queried in that round
-  are stars of their class's colour.
-  """
-  plt = _pyplot()
-  cols = columns or min(len(panels), 3)
-  rows = math.ceil(len(panels) / cols)
-  fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 4 * rows), dpi=100, squeeze=False)
-  for ax in axes.flat[len(panels):]:
-    ax.axis("off")
-  for ax, (title, emb) in zip(axes.flat, panels, strict=False):
-    xy = tsne(emb["features"])
-    labels, queried = emb["labels"], emb["queried"]
-    cmap = plt.get_cmap("tab10" if labels.max() < 10 else "tab20")
-    colors = cmap(labels % cmap.N)
-    colors[labels < 0] = (0.5, 0.5, 0.5, 1.0)  # ground truth unknown (labels from a person)
-    ax.scatter(xy[~queried, 0], xy[~queried, 1], c=colors[~queried], s=3, alpha=0.5,
-               linewidths=0)
-    ax.scatter(xy[queried, 0], xy[queried, 1], c=colors[queried], s=60, marker="*",
-               edgecolors="black", linewidths=0.6, label=f"queried ({int(queried.sum())})")
-    ax.set_title(title, fontsize="small")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    if queried.any():
-      ax.legend(fontsize="x-small", loc="lower right")
-  _save(fig, path)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -497,7 +230,7 @@ def write_report(workdir: str, *, log: Callable[[str], None] | None = None) -> l
   for key, seeds in wd.embeddings.items():
     seed = min(seeds)
     for r, path in seeds[seed].items():
-      panels.append((f"{_label(key, field)}, seed {seed}, round {r}", load_embeddings(path)))
+      panels.append((f"{key_label(key, field)}, seed {seed}, round {r}", load_embeddings(path)))
   if panels:
     log(f"t-SNE of {len(panels)} embeddings ...")
     columns = max(len(seeds[min(seeds)]) for seeds in wd.embeddings.values())

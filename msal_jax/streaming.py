@@ -3,7 +3,7 @@
 The pool is read ``chunk_size`` rows at a time from any array-like that
 slices along its first axis (a numpy array, an ``np.memmap``,
 :class:`msal_jax.query.NpyRows`, an h5py dataset, ...). One compiled program
-scores a chunk, takes its top ``k`` (:func:`msal_jax.parallel.block_top_k`,
+scores a chunk, takes its top ``k`` (:func:`msal_jax.pool_top_k.block_top_k`,
 over a device mesh if one is given) and merges it with the running top ``k``
 of the chunks before; the last chunk is padded to ``chunk_size`` with rows
 marked labeled, so every chunk reuses that one program. Memory: one or two
@@ -37,7 +37,10 @@ import numpy as np
 from jax.sharding import Mesh
 from jax.typing import ArrayLike
 
-from msal_jax import parallel, scoring, selection
+from msal_jax import scoring, selection
+from msal_jax.placement import dtype_of, ndim, padded_size, replicate, shard_pool
+from msal_jax.pool_inputs import ROW_AXIS, msal_d_inputs, msal_inputs, pool_size
+from msal_jax.pool_top_k import NO_ROW, sharded_top_k
 
 # Default chunk: as many rows as fit in DEFAULT_CHUNK_BYTES of input, at least
 # DEFAULT_CHUNK rows. Larger chunks amortise each step's fixed cost: at 10M x 10,
@@ -50,7 +53,7 @@ DEFAULT_CHUNK_BYTES = 64 << 20
 def default_chunk_size(sources: Mapping[str, Any]) -> int:
   """Rows per chunk: ``DEFAULT_CHUNK_BYTES`` of the inputs' rows, at least ``DEFAULT_CHUNK``."""
   row_bytes = sum(int(np.prod(np.shape(x)[1:], dtype=np.int64)) *
-                  jax.dtypes.canonicalize_dtype(parallel.dtype_of(x)).itemsize
+                  jax.dtypes.canonicalize_dtype(dtype_of(x)).itemsize
                   for key, x in sources.items() if key != "prototypes")
   return max(DEFAULT_CHUNK, DEFAULT_CHUNK_BYTES // max(row_bytes, 1))
 
@@ -105,7 +108,7 @@ class _ChunkReader:
 
 @functools.partial(jax.jit, static_argnames=("score", "k", "carry", "mesh", "nonfinite"))
 def _step(state, inputs, labeled, offset, *, score, k, carry, mesh, nonfinite):
-  vals, idx, feats, count, first_bad, num_bad = parallel.sharded_top_k(
+  vals, idx, feats, count, first_bad, num_bad = sharded_top_k(
       inputs, labeled, offset, score=score, k=k, carry=carry, mesh=mesh,
       nonfinite="keep" if nonfinite == "keep" else "skip" if nonfinite == "skip" else "count")
   # The running top k first: it holds lower pool indices, so lax.top_k's
@@ -124,22 +127,88 @@ def _step(state, inputs, labeled, offset, *, score, k, carry, mesh, nonfinite):
 
 def _check_sources(name: str, sources: Mapping[str, Any], labeled: Any) -> int:
   for key in sources:
-    if parallel.ROW_AXIS[key] not in (0, None):
+    if ROW_AXIS[key] not in (0, None):
       raise ValueError(f"{name}: {key} cannot be streamed (rows must be the first axis).")
-  return parallel.pool_size(name, sources, labeled)
+  return pool_size(name, sources, labeled)
+
+
+def _check_args(name: str, sources: Mapping[str, Any], labeled: Any, *, k: int,
+                chunk_size: int | None, mesh: Mesh | None, nonfinite: str) -> tuple[int, int]:
+  """``(N, rows per chunk)`` after checking :func:`stream_top_k`'s arguments."""
+  if nonfinite not in NONFINITE:
+    raise ValueError(f"{name}: nonfinite must be one of {NONFINITE}, got {nonfinite!r}.")
+  if chunk_size is None:
+    chunk_size = default_chunk_size(sources)
+  if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+    raise ValueError(f"{name}: chunk_size must be an int >= 1, got {chunk_size!r}.")
+  if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+    raise ValueError(f"{name}: k must be a Python int >= 1 (static), got {k!r}.")
+  num = _check_sources(name, sources, labeled)
+  if mesh is not None:
+    chunk_size = mesh.size * math.ceil(chunk_size / mesh.size)
+  chunk_size = min(chunk_size, padded_size(num, mesh) if mesh is not None else num)
+  return num, chunk_size
+
+
+def _initial_state(rows: Mapping[str, Any], dtypes: Mapping[str, np.dtype], *, k: int,
+                   carry: bool, mesh: Mesh | None) -> dict[str, jax.Array]:
+  """The running top ``k`` before any chunk: ``k`` empty slots, no row counted."""
+  key_dtype = jnp.promote_types(
+      jnp.result_type(*[dtypes[x] for x in rows]) if rows else jnp.float32, jnp.float32)
+  feat_width = np.shape(rows["features"])[1] if carry else 0
+  feat_dtype = dtypes["features"] if carry else jnp.float32
+  state = {
+      "vals": jnp.full(k, -jnp.inf, key_dtype),
+      "idx": jnp.full(k, -1, jnp.int32),
+      "feats": jnp.zeros((k, feat_width), feat_dtype),
+      "count": jnp.int32(0),
+      "first_bad": jnp.int32(NO_ROW),
+      "num_bad": jnp.int32(0),
+  }
+  if mesh is not None:
+    state = jax.tree.map(lambda x: replicate(x, mesh), state)
+  return state
+
+
+def _place_chunk(x: np.ndarray, mesh: Mesh | None, rows: int, fill: Any = 0) -> jax.Array:
+  if mesh is None:
+    return jax.device_put(x)
+  return shard_pool(x, mesh, rows=rows, fill=fill)
+
+
+def _check_finite(name: str, done: Mapping[str, jax.Array], rows: Mapping[str, Any],
+                  nonfinite: str) -> None:
+  """Raises :class:`NonFiniteError` for ``nonfinite="error"`` once a bad row was seen."""
+  if nonfinite == "error" and int(done["num_bad"]) > 0:
+    row = int(done["first_bad"])
+    names = " / ".join(rows)
+    raise NonFiniteError(
+        f"{name}: row {row} of the pool has NaN or Inf values in its {names} (unlabeled "
+        "rows must be finite); fix the input, mark the row labeled, or skip such rows "
+        "(nonfinite='skip').")
+
+
+def _result(state: Mapping[str, jax.Array], k: int
+            ) -> tuple[jax.Array, jax.Array, dict[str, int]]:
+  """The final state as :func:`stream_top_k` returns it."""
+  idx = jnp.where(jnp.arange(k) < state["count"], state["idx"], -1)
+  num_bad = int(state["num_bad"])
+  info = {"nonfinite_rows": num_bad,
+          "first_nonfinite_row": int(state["first_bad"]) if num_bad else -1}
+  return idx, state["feats"], info
 
 
 def stream_top_k(sources: Mapping[str, Any], labeled: Any, *, score: str, k: int,
                  carry: bool = False, chunk_size: int | None = None, mesh: Mesh | None = None,
                  nonfinite: str = "keep", progress: Progress | None = None,
                  _name: str = "stream_top_k") -> tuple[jax.Array, jax.Array, dict[str, int]]:
-  """The ``k`` highest keys of ``parallel.SCORES[score]`` over the pool, chunk by chunk.
+  """The ``k`` highest keys of ``pool_top_k.SCORES[score]`` over the pool, chunk by chunk.
 
   Args:
     sources: ``{"features" | "logits" | "uncertainty": [N, ...] array-like,
       "prototypes": [C, K]}`` (the inputs of the score).
     labeled: ``[N]`` bool array-like; ``True`` rows are never selected.
-    score: a key of :data:`msal_jax.parallel.SCORES`.
+    score: a key of :data:`msal_jax.pool_top_k.SCORES`.
     k: static number of samples.
     carry: also keep the candidates' ``features`` rows (MSAL-D).
     chunk_size: rows per step (rounded up to a multiple of the mesh size);
@@ -156,78 +225,35 @@ def stream_top_k(sources: Mapping[str, Any], labeled: Any, *, score: str, k: int
     ``(index [k] int32 with -1 padding, features [k, K] of those rows,
     {"nonfinite_rows": count, "first_nonfinite_row": row or -1})``.
   """
-  if nonfinite not in NONFINITE:
-    raise ValueError(f"{_name}: nonfinite must be one of {NONFINITE}, got {nonfinite!r}.")
-  if chunk_size is None:
-    chunk_size = default_chunk_size(sources)
-  if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-    raise ValueError(f"{_name}: chunk_size must be an int >= 1, got {chunk_size!r}.")
-  if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-    raise ValueError(f"{_name}: k must be a Python int >= 1 (static), got {k!r}.")
-  num = _check_sources(_name, sources, labeled)
-  if mesh is not None:
-    chunk_size = mesh.size * math.ceil(chunk_size / mesh.size)
-  chunk_size = min(chunk_size, parallel.padded_size(num, mesh) if mesh is not None else num)
+  num, chunk_size = _check_args(_name, sources, labeled, k=k, chunk_size=chunk_size, mesh=mesh,
+                                nonfinite=nonfinite)
   rows = {key: x for key, x in sources.items() if key != "prototypes"}
-  dtypes = {key: jax.dtypes.canonicalize_dtype(parallel.dtype_of(x)) for key, x in rows.items()}
+  dtypes = {key: jax.dtypes.canonicalize_dtype(dtype_of(x)) for key, x in rows.items()}
   consts = {}
   if "prototypes" in sources:
     protos = sources["prototypes"]
-    consts["prototypes"] = (parallel.replicate(protos, mesh) if mesh is not None
-                            else jnp.asarray(protos))
-
-  key_dtype = jnp.promote_types(
-      jnp.result_type(*[dtypes[x] for x in rows]) if rows else jnp.float32, jnp.float32)
-  feat_width = np.shape(rows["features"])[1] if carry else 0
-  feat_dtype = dtypes["features"] if carry else jnp.float32
-  state = {
-      "vals": jnp.full(k, -jnp.inf, key_dtype),
-      "idx": jnp.full(k, -1, jnp.int32),
-      "feats": jnp.zeros((k, feat_width), feat_dtype),
-      "count": jnp.int32(0),
-      "first_bad": jnp.int32(parallel.NO_ROW),
-      "num_bad": jnp.int32(0),
-  }
-  if mesh is not None:
-    state = jax.tree.map(lambda x: parallel.replicate(x, mesh), state)
-
-  def place(x, fill=0):
-    if mesh is None:
-      return jax.device_put(x)
-    return parallel.shard_pool(x, mesh, rows=chunk_size, fill=fill)
-
-  def check(done):
-    if nonfinite == "error" and int(done["num_bad"]) > 0:
-      row = int(done["first_bad"])
-      names = " / ".join(rows)
-      raise NonFiniteError(
-          f"{_name}: row {row} of the pool has NaN or Inf values in its {names} (unlabeled "
-          "rows must be finite); fix the input, mark the row labeled, or skip such rows "
-          "(nonfinite='skip').")
-
+    consts["prototypes"] = replicate(protos, mesh) if mesh is not None else jnp.asarray(protos)
+  state = _initial_state(rows, dtypes, k=k, carry=carry, mesh=mesh)
   readers = {key: _ChunkReader(x, chunk_size, dtypes[key], 0) for key, x in rows.items()}
   lab_reader = _ChunkReader(labeled, chunk_size, np.dtype(np.bool_), True)  # padding: labeled
 
   previous = None
   for chunk, start in enumerate(range(0, num, chunk_size)):
     stop = min(start + chunk_size, num)
-    inputs = {key: place(r.read(chunk, start, stop)) for key, r in readers.items()}
-    lab = place(lab_reader.read(chunk, start, stop), fill=True)
+    inputs = {key: _place_chunk(r.read(chunk, start, stop), mesh, chunk_size)
+              for key, r in readers.items()}
+    lab = _place_chunk(lab_reader.read(chunk, start, stop), mesh, chunk_size, fill=True)
     state = _step(state, {**inputs, **consts}, lab, jnp.int32(start), score=score, k=k,
                   carry=carry, mesh=mesh, nonfinite=nonfinite)
     if previous is not None:  # at most two chunks in flight
       jax.block_until_ready(previous)
-      check(previous)
+      _check_finite(_name, previous, rows, nonfinite)
     previous = state
     if progress is not None:
       progress(stop, num)
   state = jax.block_until_ready(state)
-  check(state)
-  idx = jnp.where(jnp.arange(k) < state["count"], state["idx"], -1)
-  num_bad = int(state["num_bad"])
-  info = {"nonfinite_rows": num_bad,
-          "first_nonfinite_row": int(state["first_bad"]) if num_bad else -1}
-  return idx, state["feats"], info
+  _check_finite(_name, state, rows, nonfinite)
+  return _result(state, k)
 
 
 # ---------------------------------------------------------------------------
@@ -251,7 +277,7 @@ def msal(features: Any, prototypes: ArrayLike | None, labeled: Any, *, budget: i
   Returns:
     ``[budget] int32`` pool indices, lowest certainty first, ``-1`` padded.
   """
-  sources, score = parallel.msal_inputs("msal", features, prototypes)
+  sources, score = msal_inputs("msal", features, prototypes)
   idx, _, _ = stream_top_k(sources, labeled, score=score, k=budget, chunk_size=chunk_size,
                            mesh=mesh, nonfinite=nonfinite, progress=progress, _name="msal")
   return idx
@@ -269,7 +295,7 @@ def uncertainty(logits: Any, labeled: Any, *, score: str, budget: int,
   if score not in scoring.UNCERTAINTY:
     raise ValueError(f"uncertainty: unknown score {score!r}; known: "
                      f"{', '.join(sorted(scoring.UNCERTAINTY))}.")
-  if parallel.ndim(logits) != 2:
+  if ndim(logits) != 2:
     raise ValueError(f"uncertainty: logits must be [N, C], got shape {np.shape(logits)}.")
   idx, _, _ = stream_top_k({"logits": logits}, labeled, score=score, k=budget,
                            chunk_size=chunk_size, mesh=mesh, nonfinite=nonfinite,
@@ -300,11 +326,11 @@ def msal_d(features: Any, prototypes: ArrayLike | None, labeled: Any, *, budget:
       (the "X(MSAL-D)" strategies); default MSAL's ``-max cos``.
     chunk_size, mesh, nonfinite, progress: see :func:`stream_top_k`.
   """
-  sources, name = parallel.msal_d_inputs(features, prototypes, budget=budget, beta=beta,
+  sources, name = msal_d_inputs(features, prototypes, budget=budget, beta=beta,
                                          uncertainty=uncertainty, logits=logits, score=score)
   m = selection.num_candidates(budget, beta, np.shape(features)[0])
   cand, feats, _ = stream_top_k(sources, labeled, score=name, k=m, carry=True,
                                 chunk_size=chunk_size, mesh=mesh, nonfinite=nonfinite,
                                 progress=progress, _name="msal_d")
   return diversify(cand, feats, sources["prototypes"] if mesh is None else
-                    parallel.replicate(sources["prototypes"], mesh), budget=budget)
+                    replicate(sources["prototypes"], mesh), budget=budget)

@@ -20,7 +20,8 @@ given. Class names default to ``"0"``, ``"1"``, ...
   its sub-folder), optional ``root/unlabeled/*.png`` (pool samples without a
   label), ``root/test/<class>/*.png`` (or ``val``). Pool ids run through
   ``train`` by class (in class order) and file name, then ``unlabeled``;
-  ``pool_paths`` holds each sample's path relative to ``root``.
+  ``pool_paths`` holds each sample's path relative to ``root``. The folder
+  itself is read by :mod:`msal_jax.data.image_folder`.
 
 The loop copies the images to the accelerator once (``jnp.asarray``), so the
 pool must fit in device memory; memory-mapping saves the host copy while
@@ -37,14 +38,14 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from msal_jax.data import image_folder
 from msal_jax.data.dataset import Dataset
+from msal_jax.data.image_folder import IMAGE_EXTENSIONS as IMAGE_EXTENSIONS  # re-exported
 
 SOURCES = ("npz", "npy", "folder")
 KEYS = ("pool_images", "pool_labels", "test_images", "test_labels", "class_names", "mean", "std")
 _KERAS_KEYS = {"x_train": "pool_images", "y_train": "pool_labels", "x_test": "test_images",
                "y_test": "test_labels"}
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
-                    ".pgm")
 _STATS_CHUNK = 4096  # images per step when computing mean/std (memory-mapped pools)
 
 
@@ -294,62 +295,6 @@ def load_npy_dir(path: str, *, name: str | None = None, **overrides: Any) -> Dat
   return _from_members(path, name, get, mapping, **overrides)
 
 
-def _list_images(folder: str) -> list[str]:
-  return sorted(
-      f for f in os.listdir(folder)
-      if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)
-      and os.path.isfile(os.path.join(folder, f))
-  )
-
-
-def _class_folders(split_dir: str) -> list[str]:
-  return sorted(d for d in os.listdir(split_dir)
-                if not d.startswith(".") and os.path.isdir(os.path.join(split_dir, d)))
-
-
-def _read_images(root: str, rel_paths: Sequence[str], image_size: tuple[int, int] | None,
-                 channels: int | None) -> np.ndarray:
-  from PIL import Image  # imported here: no I/O or heavy imports at import time
-
-  def open_image(rel):
-    try:
-      return Image.open(os.path.join(root, rel))
-    except OSError as e:
-      raise ValueError(f"{os.path.join(root, rel)}: cannot read the image ({e}).") from None
-
-  if channels is None:  # a first pass over the headers only (no decoding)
-    gray = True
-    for rel in rel_paths:
-      with open_image(rel) as im:
-        gray = gray and im.mode in ("1", "L", "I", "I;16", "F")
-    channels = 1 if gray else 3
-  if channels not in (1, 3):
-    raise ValueError(f"data.channels must be 1 or 3, got {channels!r}.")
-  mode = "L" if channels == 1 else "RGB"
-  size = None if image_size is None else (int(image_size[1]), int(image_size[0]))  # PIL: (W, H)
-  out = None
-  for i, rel in enumerate(rel_paths):
-    with open_image(rel) as im:
-      try:
-        im = im.convert(mode) if im.mode != mode else im.copy()
-      except OSError as e:
-        raise ValueError(f"{os.path.join(root, rel)}: cannot decode the image ({e}).") from None
-    if size is not None and im.size != size:
-      im = im.resize(size, Image.BILINEAR)
-    arr = np.asarray(im, np.uint8).reshape(im.size[1], im.size[0], channels)
-    if out is None:
-      out = np.empty((len(rel_paths), *arr.shape), np.uint8)
-    elif arr.shape != out.shape[1:]:
-      raise ValueError(
-          f"{os.path.join(root, rel)}: image of {arr.shape[1]}x{arr.shape[0]} pixels, but "
-          f"{rel_paths[0]} has {out.shape[2]}x{out.shape[1]}: give an image size to resize "
-          "every image to (data.image_size=(H, W))."
-      )
-    out[i] = arr
-  assert out is not None  # rel_paths is never empty here
-  return out
-
-
 def load_folder(
     root: str,
     *,
@@ -389,53 +334,12 @@ def load_folder(
       ``class_names``.
   """
   root = os.path.expanduser(root)
-  if not os.path.isdir(root):
-    raise FileNotFoundError(f"data.dir: image folder {root!r} does not exist.")
-  train_dir = os.path.join(root, "train")
-  test_name = next((d for d in ("test", "val") if os.path.isdir(os.path.join(root, d))), None)
-  if not os.path.isdir(train_dir) or test_name is None:
-    raise FileNotFoundError(
-        f"data.dir: {root!r} must hold train/<class>/ and test/<class>/ (or val/<class>/) "
-        f"folders of images (and optionally unlabeled/); it holds: "
-        f"{', '.join(sorted(os.listdir(root))) or 'nothing'}."
-    )
-  test_dir = os.path.join(root, test_name)
-  train_classes, test_classes = _class_folders(train_dir), _class_folders(test_dir)
-  if class_names is None:
-    class_names = sorted(set(train_classes) | set(test_classes))
-  class_names = tuple(str(c) for c in class_names)
-  index = {c: i for i, c in enumerate(class_names)}
-  for split, classes in (("train", train_classes), (test_name, test_classes)):
-    extra = [c for c in classes if c not in index]
-    if extra:
-      raise ValueError(f"{root}/{split}: class folders {extra} are not in class_names "
-                       f"{list(class_names)}.")
-
-  def split_files(split: str, classes: list[str]) -> tuple[list[str], list[int]]:
-    paths, labels = [], []
-    for c in sorted(classes, key=index.__getitem__):  # in class order
-      files = _list_images(os.path.join(root, split, c))
-      paths += [os.path.join(split, c, f) for f in files]
-      labels += [index[c]] * len(files)
-    return paths, labels
-
-  pool_paths, pool_labels = split_files("train", train_classes)
-  unlabeled_dir = os.path.join(root, "unlabeled")
-  if os.path.isdir(unlabeled_dir):
-    extra = _list_images(unlabeled_dir)
-    pool_paths += [os.path.join("unlabeled", f) for f in extra]
-    pool_labels += [-1] * len(extra)
-  test_paths, test_labels = split_files(test_name, test_classes)
-  if not pool_paths:
-    raise ValueError(f"{root}: no images in train/<class>/ or unlabeled/.")
-  if not test_paths:
-    raise ValueError(f"{root}: no images in {test_name}/<class>/.")
-  both = _read_images(root, pool_paths + test_paths, image_size, channels)
-  n = len(pool_paths)
+  found = image_folder.read_folder(root, image_size=image_size, channels=channels,
+                                   class_names=class_names)
   return from_arrays(
-      both[:n], np.asarray(pool_labels, np.int32), both[n:], np.asarray(test_labels, np.int32),
-      name=name or os.path.basename(os.path.normpath(root)), class_names=class_names,
-      mean=mean, std=std, pool_paths=[p.replace(os.sep, "/") for p in pool_paths],
+      found.pool_images, found.pool_labels, found.test_images, found.test_labels,
+      name=name or os.path.basename(os.path.normpath(root)), class_names=found.class_names,
+      mean=mean, std=std, pool_paths=found.pool_paths,
   )
 
 
