@@ -13,7 +13,8 @@ Needs a GPU.
   # --config.data.source=tfds
 
 CPU-sized variant: the small CNN, 500 initial labels + 6 rounds of 250, 15
-epochs, augmentation on, 3 seeds:
+epochs, augmentation on, 3 seeds, rho = 1 (the radius measured for the small
+CNN: docs/results.md, "The radius rho"):
 
   python -m experiments.run --config=configs/cifar10.py:cpu --config.data.dir=/path/to/cifar10
 

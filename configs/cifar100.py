@@ -12,7 +12,8 @@ pre-filter beta = 10, 3 seeds. Needs a GPU.
   # --config.data.source=tfds
 
 CPU-sized variant: the small CNN, 1,000 initial labels + 4 rounds of 500, 15
-epochs, augmentation on, 3 seeds:
+epochs, augmentation on, 3 seeds, rho = 1 (the radius measured for the small
+CNN: docs/results.md, "The radius rho"):
 
   python -m experiments.run --config=configs/cifar100.py:cpu --config.data.dir=/path/to/cifar100
 

@@ -15,7 +15,8 @@ most of the pool unlabeled even at 0.01. 3 seeds. Needs a GPU.
       --config.data.imbalance=0.01
 
 CPU-sized variant: the small CNN, 1,000 initial labels + 4 rounds of 500, 15
-epochs, 3 seeds:
+epochs, 3 seeds, rho = 1 (the radius measured for the small CNN:
+docs/results.md, "The radius rho"):
 
   python -m experiments.run --config=configs/cifar100_lt.py:cpu \
       --config.data.dir=/path/to/cifar100

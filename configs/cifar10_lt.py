@@ -15,7 +15,8 @@ the pool unlabeled even at 0.01. 3 seeds. Needs a GPU.
       --config.data.imbalance=0.01
 
 CPU-sized variant: the small CNN, 500 initial labels + 6 rounds of 250, 15
-epochs, 3 seeds:
+epochs, 3 seeds, rho = 1 (the radius measured for the small CNN:
+docs/results.md, "The radius rho"):
 
   python -m experiments.run --config=configs/cifar10_lt.py:cpu --config.data.dir=/path/to/cifar10
 

@@ -12,7 +12,8 @@ for MNIST only). Needs a GPU.
   # (array_record): --config.data.source=tfds
 
 CPU-sized variant: the small CNN, 100 initial labels + 10 rounds of 100, 30
-epochs, 3 seeds (configs/mnist_local.py's settings):
+epochs, 3 seeds (configs/mnist_local.py's settings), rho = 1 (the radius
+measured for the small CNN: docs/results.md, "The radius rho"):
 
   python -m experiments.run --config=configs/fashion_mnist.py:cpu \
       --config.data.dir=/path/to/fashion_mnist

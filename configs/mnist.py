@@ -11,7 +11,8 @@ from those rates, not a measured run).
   # or, with MNIST prepared for TFDS (array_record): --config.data.source=tfds
 
 CPU-sized variant: the small CNN, 100 initial labels + 10 rounds of 100, 30
-epochs, 3 seeds (the settings of configs/mnist_local.py):
+epochs, 3 seeds (the settings of configs/mnist_local.py), rho = 1 (the radius
+measured for the small CNN: docs/results.md, "The radius rho"):
 
   python -m experiments.run --config=configs/mnist.py:cpu --config.data.dir=/path/to/mnist
 

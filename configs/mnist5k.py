@@ -6,7 +6,8 @@ shuffled with a fixed seed into a 4,000-image pool and a 1,000-image test set.
   python -m experiments.run --config=configs/mnist5k.py
 
 Compares random, entropy, msal and msal_d over 2 seeds: 100 initial labels,
-then 5 rounds of 100 (budget 500), 30 epochs per round, retrained from scratch.
+then 5 rounds of 100 (budget 500), 30 epochs per round, retrained from scratch;
+rho = 1 (the radius measured for the small CNN: docs/results.md, "The radius rho").
 What it gives and how long it takes on a 2-core CPU: see README.md ("Results").
 
 Every registered strategy (msal_jax.strategies.STRATEGIES: the paper's

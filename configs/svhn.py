@@ -10,7 +10,8 @@ rho = 1, MSAL-D pre-filter beta = 5, no augmentation, 3 seeds. Needs a GPU.
   # prepared for TFDS (array_record): --config.data.source=tfds
 
 CPU-sized variant: the small CNN, 500 initial labels + 6 rounds of 250, 15
-epochs, 3 seeds:
+epochs, 3 seeds, rho = 1 (the radius measured for the small CNN:
+docs/results.md, "The radius rho"):
 
   python -m experiments.run --config=configs/svhn.py:cpu --config.data.dir=/path/to/svhn
 

@@ -13,7 +13,8 @@ the TFDS catalogue: the extracted tiny-imagenet-200 folder is the only source
       --config.data.dir=/path/to/tiny-imagenet-200
 
 CPU-sized variant: the small CNN, 1,000 initial labels + 3 rounds of 500, 10
-epochs, augmentation on, 3 seeds:
+epochs, augmentation on, 3 seeds, rho = 1 (the radius measured for the small
+CNN: docs/results.md, "The radius rho"):
 
   python -m experiments.run --config=configs/tinyimagenet.py:cpu \
       --config.data.dir=/path/to/tiny-imagenet-200

@@ -3,6 +3,7 @@
 import glob
 import importlib.util
 import os
+import re
 
 import pytest
 
@@ -156,3 +157,26 @@ def test_mnist5k_all_has_the_dropout_the_mc_strategies_need():
   config.model.dropout_rate = 0.0
   with pytest.raises(ValueError, match=r"model.dropout_rate must be > 0 .*bald"):
     experiment.Experiment.from_config(config)
+
+
+def _documented_radii(doc):
+  return {float(v) for v in re.findall(r"rho = ([0-9.]*[0-9])", doc)}
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
+def test_each_config_documents_its_radius(path):
+  # The radii a config runs with (paper and CPU variants) are the ones its
+  # docstring states, and the small CNN's is the measured 1.0 (docs/results.md).
+  module = _load(path)
+  variants = [None, "cpu"] if os.path.basename(path)[:-3] in PAPER else [None]
+  used = {}
+  for variant in variants:
+    exp = experiment.Experiment.from_config(
+        module.get_config(variant) if variant else module.get_config())
+    used[variant] = exp.model
+  assert _documented_radii(module.__doc__) == {m.rho for m in used.values()}
+  for model in used.values():
+    if model.arch == "small_cnn":
+      assert model.rho == 1.0
+  if "cpu" in used and os.path.basename(path) == "mnist.py":
+    assert used[None].rho == 0.1  # the paper's ResNet18 value on MNIST
