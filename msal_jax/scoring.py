@@ -5,7 +5,7 @@ Two conventions, both stated in every docstring:
 * :func:`msal` is a *certainty*: the cosine to the nearest prototype, higher =
   more certain. MSAL queries the lowest.
 * The uncertainty scores (:func:`entropy`, :func:`margin`,
-  :func:`least_confidence`) are signed so that *higher = more uncertain =
+  :func:`least_confidence`, :func:`var_ratio`) are signed so that *higher = more uncertain =
   queried first*, so one highest-k selection serves them all.
 
 All functions take logits (not probabilities) so that the softmax is computed
@@ -237,6 +237,18 @@ def least_confidence(logits: ArrayLike) -> jax.Array:
   return 1.0 - 1.0 / s
 
 
+def var_ratio(logits: ArrayLike) -> jax.Array:
+  """DeepAL+'s ``VarRatio``: ``1 - max_c p_c`` of one deterministic pass; higher first.
+
+  ``[N, C]`` logits -> ``[N]``. DeepAL+ (``query_strategies/var_ratio.py``)
+  takes the softmax of one ``predict_prob`` pass (dropout off) and queries the
+  largest ``1 - max p``: the same number as :func:`least_confidence`, and the
+  paper's VarRatio row. Freeman's variation ratio over ``T`` dropout passes is
+  :func:`var_ratio_mc`.
+  """
+  return least_confidence(logits)
+
+
 def random(key: jax.Array, num: int) -> jax.Array:
   """Uniform ``[num]`` scores in ``[0, 1)``: highest-k of them is a uniform sample."""
   return jax.random.uniform(key, (num,))
@@ -247,6 +259,7 @@ UNCERTAINTY = {
     "entropy": entropy,
     "margin": margin,
     "least_conf": least_confidence,
+    "var_ratio": var_ratio,
 }
 
 
@@ -283,11 +296,12 @@ def mean_std(mc_logits: ArrayLike) -> jax.Array:
   return jnp.mean(jnp.std(p, axis=0), axis=-1)
 
 
-def var_ratio(mc_logits: ArrayLike) -> jax.Array:
+def var_ratio_mc(mc_logits: ArrayLike) -> jax.Array:
   """Freeman's variation ratio ``1 - (count of the modal predicted class) / T``; higher first.
 
-  (DeepAL+'s ``VarRatio`` computes ``1 - max p`` on one deterministic pass,
-  which is least confidence; this is the MC-dropout definition.)
+  ``[T, N, C]`` -> ``[N]``. The MC-dropout definition (Gal et al. 2017), not
+  the paper's row: DeepAL+'s ``VarRatio`` is :func:`var_ratio` on one
+  deterministic pass.
   """
   logp = _mc_log_probs(mc_logits)
   passes, _, num_classes = logp.shape
@@ -310,5 +324,5 @@ MC_UNCERTAINTY = {
     "entropy_dropout": _on_mean(entropy),
     "bald": bald,
     "mean_std": mean_std,
-    "var_ratio": var_ratio,
+    "var_ratio_mc": var_ratio_mc,
 }

@@ -16,6 +16,7 @@ experiment.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from collections.abc import Callable
 
 import flax.struct
@@ -136,21 +137,35 @@ def _ceal_msal_pseudo(outputs, labeled, threshold):
 
 def ceal_threshold(name: str, round_index: int, *, delta: float, decay: float,
                    cos: float) -> float:
-  """The pseudo-label threshold at the query of round ``t``.
+  """The pseudo-label threshold used right after the query of round ``r = 0, 1, ...``.
 
-  ``ceal_entropy``: ``max(delta - decay * t, 0)`` (CEAL's linear schedule,
-  ``delta_0 = 5e-5``, ``d_r = 0.033e-5`` by default); ``ceal_msal``: the
-  fixed cosine ``cos``.
+  ``ceal_entropy``: DeepAL+'s cumulative schedule (``query_strategies/ceal.py``
+  with ``demo.py``). Its query ``t = 1, 2, ...`` (our ``t = r + 1``) first
+  updates ``delta <- delta - decay * t`` and then pseudo-labels the samples of
+  entropy ``< delta``, so the threshold after query ``t`` is
+
+      delta_t = delta_0 - decay * (1 + 2 + ... + t) = delta_0 - decay * t (t + 1) / 2,
+
+  which falls quadratically (``delta_0 = 5e-5``, ``decay = 0.033e-5``:
+  ``4.967e-5`` at ``r = 0``, ``0.512e-5`` at ``r = 15``, ``<= 0`` from ``r = 16``,
+  the 17th query). It is clipped at 0: an entropy is never ``< 0``, so a
+  threshold of 0 pseudo-labels nothing, exactly as DeepAL+'s negative one.
+  ``ceal_msal``: the fixed cosine ``cos`` (no DeepAL+ counterpart; see
+  docs/fidelity.md).
   """
+  if isinstance(round_index, bool) or not isinstance(round_index, numbers.Integral) or (
+      round_index < 0):
+    raise ValueError(f"ceal_threshold: round_index must be an int >= 0, got {round_index!r}.")
   if name == "ceal_msal":
     return cos
-  return max(delta - decay * round_index, 0.0)
+  t = int(round_index) + 1
+  return max(delta - decay * (t * (t + 1) // 2), 0.0)
 
 
 _MC_PAPER_NAMES = {
     "least_conf_dropout": "LeastConfD", "margin_dropout": "MarginD",
     "entropy_dropout": "EntropyD", "bald": "BALD", "mean_std": "MeanSTD",
-    "var_ratio": "VarRatio",
+    "var_ratio_mc": "VarRatioMC",
 }
 
 _PAPER_NAMES = {"entropy": "Entropy", "margin": "Margin", "least_conf": "LeastConf"}
@@ -177,6 +192,13 @@ def _build() -> dict[str, Strategy]:
             f"{paper}(MSAL-D): {paper.lower()} pre-filter, then MSAL-D's diversity stage.",
         ),
     ]
+  # DeepAL+'s VarRatio: 1 - max p of one deterministic pass (the paper's row).
+  out += [
+      Strategy("var_ratio", "linear", _uncertainty("var_ratio"),
+               "VarRatio: 1 - max p of one deterministic pass (DeepAL+'s VarRatio)."),
+      Strategy("var_ratio_msal", "max_sep", _uncertainty("var_ratio"),
+               "VarRatio(MSAL): 1 - max p of the max-separation network."),
+  ]
   for score, paper in _MC_PAPER_NAMES.items():
     out += [
         Strategy(score, "linear", _mc_uncertainty(score),

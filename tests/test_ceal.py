@@ -24,12 +24,25 @@ def _run(tiny, strategy, workdir=None, rounds=None, **al):
   )
 
 
-def test_threshold_schedule():
+def test_threshold_schedule_is_deepal_cumulative():
+  # DeepAL+ (ceal.py, demo.py): at query rd = 1, 2, ... delta <- delta - 0.033e-5 * rd, then
+  # pseudo-label entropy < delta. Our round r is query rd = r + 1. By hand, in units of 1e-5:
+  # r = 0: 5 - 0.033 = 4.967; r = 1: 4.967 - 0.066 = 4.901; r = 2: 4.901 - 0.099 = 4.802;
+  # r = 15: 5 - 0.033 * 136 = 0.512; r = 16: 5 - 0.033 * 153 = -0.049 -> 0 (nothing < 0).
   kw = dict(delta=5e-5, decay=0.033e-5, cos=0.9)
-  assert strategies.ceal_threshold("ceal_entropy", 0, **kw) == 5e-5
-  assert strategies.ceal_threshold("ceal_entropy", 3, **kw) == pytest.approx(5e-5 - 3 * 0.033e-5)
-  assert strategies.ceal_threshold("ceal_entropy", 1000, **kw) == 0.0
+  expected = {0: 4.967e-5, 1: 4.901e-5, 2: 4.802e-5, 15: 0.512e-5, 16: 0.0, 1000: 0.0}
+  for r, value in expected.items():
+    assert strategies.ceal_threshold("ceal_entropy", r, **kw) == pytest.approx(value, abs=1e-15)
+  # The cumulative update itself, as DeepAL+ runs it.
+  delta = 5e-5
+  for rd in range(1, 16):
+    delta -= 0.033e-5 * rd
+    assert strategies.ceal_threshold("ceal_entropy", rd - 1, **kw) == pytest.approx(delta)
+  # No decay: the threshold stays delta_0; CEAL(MSAL): the fixed cosine.
+  assert strategies.ceal_threshold("ceal_entropy", 7, delta=2.0, decay=0.0, cos=0.9) == 2.0
   assert strategies.ceal_threshold("ceal_msal", 7, **kw) == 0.9
+  with pytest.raises(ValueError, match="round_index must be an int >= 0"):
+    strategies.ceal_threshold("ceal_entropy", -1, **kw)
 
 
 @pytest.mark.parametrize("strategy, al", [

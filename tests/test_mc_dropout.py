@@ -43,7 +43,7 @@ def test_bald_mean_std_var_ratio(mc):
   np.testing.assert_allclose(scoring.bald(x), _ent(p.mean(0)) - _ent(p).mean(0), atol=1e-5)
   np.testing.assert_allclose(scoring.mean_std(x), p.std(0).mean(-1), atol=1e-6)
   votes = np.stack([np.bincount(col, minlength=7) for col in logits.argmax(-1).T])
-  np.testing.assert_allclose(scoring.var_ratio(x), 1 - votes.max(1) / 10, atol=1e-7)
+  np.testing.assert_allclose(scoring.var_ratio_mc(x), 1 - votes.max(1) / 10, atol=1e-7)
 
 
 def test_hand_cases():
@@ -51,10 +51,10 @@ def test_hand_cases():
   same = jnp.array([[[2.0, 0.0]], [[2.0, 0.0]]])
   assert float(scoring.bald(same)[0]) == pytest.approx(0.0, abs=1e-6)
   assert float(scoring.mean_std(same)[0]) == 0.0
-  assert float(scoring.var_ratio(same)[0]) == 0.0
+  assert float(scoring.var_ratio_mc(same)[0]) == 0.0
   # Two confident passes that disagree: VarRatio 1/2, BALD = log 2 - H(sharp) ~ log 2.
   split = jnp.array([[[20.0, 0.0]], [[0.0, 20.0]]])
-  assert float(scoring.var_ratio(split)[0]) == 0.5
+  assert float(scoring.var_ratio_mc(split)[0]) == 0.5
   assert float(scoring.bald(split)[0]) == pytest.approx(np.log(2), abs=1e-6)
   with pytest.raises(ValueError, match=r"\[T, N, C\]"):
     scoring.bald(jnp.zeros((3, 4)))
@@ -83,7 +83,7 @@ def test_predict_mc_passes():
 
 def test_registry_has_the_mc_strategies():
   for name in ("least_conf_dropout", "margin_dropout", "entropy_dropout", "bald", "mean_std",
-               "var_ratio"):
+               "var_ratio_mc"):
     assert strategies.STRATEGIES[name].needs_mc and strategies.STRATEGIES[name].head == "linear"
     assert strategies.STRATEGIES[name + "_msal"].head == "max_sep"
 
@@ -93,7 +93,7 @@ def tiny(mnist5k_head):
   return mnist5k_head(200, 50)
 
 
-@pytest.mark.parametrize("strategy", ["bald", "var_ratio_msal"])
+@pytest.mark.parametrize("strategy", ["bald", "var_ratio_mc_msal"])
 def test_mc_strategy_in_the_loop(tiny, strategy):
   s = loop.run(
       tiny, strategy=strategy, seed=0, log=lambda s: None,
@@ -103,6 +103,27 @@ def test_mc_strategy_in_the_loop(tiny, strategy):
   )
   assert [len(r["queried"]) for r in s["rounds"]] == [10, 10, 0]
   assert s["traces"]["mc_step"] == 1 and s["traces"]["select"] == 1
+
+
+def test_var_ratio_is_deepal_one_pass_and_var_ratio_mc_is_freeman():
+  # The registered var_ratio is DeepAL+'s VarRatio: 1 - max softmax of one
+  # deterministic pass, no MC passes; Freeman's ratio over T passes is var_ratio_mc.
+  assert not strategies.STRATEGIES["var_ratio"].needs_mc
+  assert not strategies.STRATEGIES["var_ratio_msal"].needs_mc
+  assert strategies.STRATEGIES["var_ratio_msal"].head == "max_sep"
+  assert strategies.STRATEGIES["var_ratio_mc"].needs_mc
+  # Logits (log 3, 0, 0): p = (3/5, 1/5, 1/5), VarRatio 2/5; (0, 0): p = 1/2, 1/2;
+  # (log 9, 0): p = (9/10, 1/10), 1/10.
+  logits = jnp.array([[np.log(3.0), 0.0, 0.0], [0.0, 0.0, -np.inf], [np.log(9.0), 0.0, -np.inf]])
+  np.testing.assert_allclose(scoring.var_ratio(logits), [0.4, 0.5, 0.1], rtol=1e-6)
+  # Selection: the largest 1 - max p among the unlabeled (row 1 is labeled).
+  outputs = strategies.PoolOutputs(logits=logits, features=jnp.zeros((3, 2)))
+  picked = strategies.STRATEGIES["var_ratio"].select(
+      None, outputs, jnp.array([False, True, False]), budget=2, beta=1.0)
+  assert picked.tolist() == [0, 2]
+  # Freeman's over 3 passes voting classes (0, 0, 1): 1 - 2/3, whatever the confidences.
+  passes = jnp.array([[[5.0, 0.0]], [[0.1, 0.0]], [[0.0, 9.0]]])
+  np.testing.assert_allclose(scoring.var_ratio_mc(passes), [1 / 3], rtol=1e-6)
 
 
 def test_mc_strategy_needs_dropout(tiny):
