@@ -1,0 +1,388 @@
+"""Pool inference streamed through the network: chunks in, running reductions out.
+
+:func:`stream_outputs` reads a :class:`msal_jax.pool_source.PoolSource` in
+fixed-size chunks, places each on the device and runs one compiled step
+(:func:`make_apply_chunk`: normalise, forward pass, optional MC-dropout
+passes) on it; the chunk's outputs go to *consumers* that keep only what a
+round needs, so the ``[N, C]`` outputs of the whole pool never exist:
+
+* :class:`Predictions`: the ``[N]`` argmax (4 bytes a row) and the unlabeled
+  error rate, counted chunk by chunk;
+* :class:`TopK`: the running top ``k`` of a per-row score of
+  :data:`msal_jax.pool_top_k.SCORES` (MSAL, the uncertainty and MC-dropout
+  scores), merged as :mod:`msal_jax.streaming` merges it, with the candidates'
+  feature rows for MSAL-D (``carry=True``);
+* :func:`selector`: the consumer whose ``result()`` is a strategy's selection.
+
+**Same as in memory.** A chunk is ``chunk_size = j * batch_size`` rows and the
+step runs the model on ``batch_size`` rows at a time, with ``Trainer``'s
+normalisation and, for MC dropout, its keys (``fold_in(key, batch index)``),
+so every row's outputs are those of ``Trainer.predict`` / ``predict_mc`` with
+``eval_batch_size = batch_size``. The running top ``k`` keeps the order of
+one ``lax.top_k`` over the pool, ties to the lower index (see
+:mod:`msal_jax.streaming`), so the selections are those of
+:mod:`msal_jax.strategies`, given equal per-row scores; on XLA:CPU that needs
+the chunks and the pool on the same side of its size-dependent kernels (see
+:mod:`msal_jax.parallel`).
+
+**Overlap.** JAX dispatches asynchronously: chunk ``i + 1`` is placed and its
+step queued before the host waits for chunk ``i``'s outputs, and the source
+reads further chunks in its own thread, so transfer, reading and the forward
+pass overlap. At most two chunks are on the device.
+
+One device for now: a mesh joins through :func:`msal_jax.placement.shard_pool`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from msal_jax import scoring, selection
+from msal_jax.pool_source import DEFAULT_PREFETCH
+from msal_jax.pool_top_k import NO_ROW, sharded_top_k
+from msal_jax.train import normalize
+
+Consumer = Callable[[int, int, dict[str, jax.Array]], None]
+
+
+def make_apply_chunk(apply_fn: Callable, mean: Sequence[float], std: Sequence[float], *,
+                     batch_size: int, mc_passes: int = 0) -> Callable:
+  """The compiled step ``(variables, key, chunk, offset) -> outputs`` of one chunk.
+
+  Args:
+    apply_fn: ``model.apply``: ``(variables, x) -> (logits [B, C], features [B, K])``.
+    mean, std: per-channel normalisation, as given to ``Trainer``.
+    batch_size: rows per forward pass (``Trainer.eval_batch_size``); a chunk
+      must hold a multiple of it.
+    mc_passes: ``T > 0`` adds ``"mc_logits" [T, n, C]``: ``T`` dropout-on
+      passes, keyed as ``Trainer.predict_mc(key=key)`` keys them.
+
+  Returns:
+    A jitted function of ``variables`` (``{"params", "batch_stats"}``), a PRNG
+    ``key`` (ignored without MC passes), ``chunk`` ``[n, H, W, Ch]`` uint8 and
+    ``offset`` (int32 pool row of its first row), returning ``{"logits": [n,
+    C], "features": [n, K]}`` (plus ``"mc_logits"``).
+  """
+  mean = jnp.asarray(mean, jnp.float32).reshape(1, 1, 1, -1)
+  std = jnp.asarray(std, jnp.float32).reshape(1, 1, 1, -1)
+
+  def step(variables, key, chunk, offset):
+    n = chunk.shape[0]
+    if n % batch_size:
+      raise ValueError(f"apply_chunk: a chunk of {n} rows is not a multiple of batch_size "
+                       f"{batch_size}.")
+    batches = chunk.reshape(n // batch_size, batch_size, *chunk.shape[1:])
+    first = offset // batch_size  # Trainer.predict_mc folds in the batch index
+
+    def one(args):
+      b, images = args
+      x = normalize(images, mean, std)
+      logits, feats = apply_fn(variables, x)
+      out = {"logits": logits, "features": feats}
+      if mc_passes:
+        keys = jax.random.split(jax.random.fold_in(key, first + b), mc_passes)
+        out["mc_logits"] = jax.vmap(lambda k: apply_fn(
+            variables, x, mc_dropout=True, rngs={"dropout": k})[0])(keys)
+      return out
+
+    out = jax.lax.map(one, (jnp.arange(n // batch_size, dtype=jnp.int32), batches))
+    result = {name: out[name].reshape(n, *out[name].shape[2:]) for name in ("logits", "features")}
+    if mc_passes:  # [n/B, T, B, C] -> [T, n, C]
+      mc = jnp.moveaxis(out["mc_logits"], 1, 0)
+      result["mc_logits"] = mc.reshape(mc_passes, n, mc.shape[-1])
+    return result
+
+  return jax.jit(step)
+
+
+def stream_outputs(apply_chunk: Callable, variables: Any, source: Any, *, chunk_size: int,
+                   consumers: Sequence[Consumer], key: jax.Array | None = None,
+                   prefetch: int = DEFAULT_PREFETCH,
+                   progress: Callable[[int, int], None] | None = None) -> None:
+  """Runs ``apply_chunk`` over every chunk of ``source`` and hands the outputs to ``consumers``.
+
+  Args:
+    apply_chunk: from :func:`make_apply_chunk` (any ``(variables, key, chunk,
+      offset) -> dict`` works).
+    variables: the model's variables, passed to every step.
+    source: a :class:`~msal_jax.pool_source.PoolSource`.
+    chunk_size: rows per step; the last chunk is zero-padded to it, so the
+      step compiles once.
+    consumers: each called as ``consumer(start, valid, outputs)`` per chunk,
+      in pool order, with the chunk's first pool row, its number of real rows
+      and its (device) outputs; the padded rows' outputs are to be ignored.
+    key: passed to every step (MC dropout).
+    prefetch: chunks the source reads ahead.
+    progress: ``progress(rows_done, N)`` after each chunk is handed on.
+  """
+  if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+    raise ValueError(f"stream_outputs: chunk_size must be an int >= 1, got {chunk_size!r}.")
+  num = source.num
+
+  def hand_on(start: int, out: dict[str, jax.Array]) -> None:
+    valid = min(chunk_size, num - start)
+    for consume in consumers:
+      consume(start, valid, out)
+    jax.block_until_ready(out)  # at most two chunks in flight
+    if progress is not None:
+      progress(start + valid, num)
+
+  with source.chunks(chunk_size, prefetch=prefetch) as chunks:
+    previous = None
+    for start, chunk in chunks:
+      out = apply_chunk(variables, key, jax.device_put(chunk), jnp.int32(start))
+      if previous is not None:  # chunk i+1 is queued before chunk i is waited for
+        hand_on(*previous)
+      previous = (start, out)
+    if previous is not None:
+      hand_on(*previous)
+
+
+# ---------------------------------------------------------------------------
+# consumers
+# ---------------------------------------------------------------------------
+
+_argmax = jax.jit(lambda logits: jnp.argmax(logits, -1).astype(jnp.int32))
+
+
+class Predictions:
+  """The pool's argmax predictions and, given labels, its unlabeled error rate.
+
+  Args:
+    num: ``N``.
+    labels: optional ``[N]`` int labels (``-1``: unknown).
+    exclude: ``[N]`` bool rows left out of the error rate (the loop's
+      ``labeled | ~known``); needed with ``labels``.
+    keep: keep the ``[N]`` int32 predictions (CEAL's pseudo-labels); else
+      only the error counts are kept.
+  """
+
+  def __init__(self, num: int, *, labels: np.ndarray | None = None,
+               exclude: np.ndarray | None = None, keep: bool = True):
+    if (labels is None) != (exclude is None):
+      raise ValueError("Predictions: labels and exclude go together.")
+    for name, x in (("labels", labels), ("exclude", exclude)):
+      if x is not None and np.shape(x) != (num,):
+        raise ValueError(f"Predictions: {name} must be [N={num}], got {np.shape(x)}.")
+    self.labels, self.exclude = labels, exclude
+    self.predictions = np.zeros(num, np.int32) if keep else None
+    self.errors = self.counted = 0
+
+  def __call__(self, start: int, valid: int, outputs: dict[str, jax.Array]) -> None:
+    pred = np.asarray(_argmax(outputs["logits"]))[:valid]
+    if self.predictions is not None:
+      self.predictions[start: start + valid] = pred
+    if self.labels is not None:
+      rest = ~np.asarray(self.exclude[start: start + valid], bool)
+      self.errors += int(np.sum(pred[rest] != self.labels[start: start + valid][rest]))
+      self.counted += int(np.sum(rest))
+
+  def error_rate(self) -> float:
+    """``metrics.unlabeled_error_rate``'s value: errors / counted rows, NaN if none."""
+    if self.labels is None:
+      raise ValueError("Predictions.error_rate: no labels were given.")
+    return self.errors / self.counted if self.counted else float("nan")
+
+
+# Which outputs each score of pool_top_k.SCORES reads.
+def _score_inputs(score: str) -> tuple[str, ...]:
+  if score in ("msal", "msal_simplex"):
+    return ("features",)
+  if score in scoring.UNCERTAINTY:
+    return ("logits",)
+  if score in scoring.MC_UNCERTAINTY:
+    return ("mc_logits",)
+  raise ValueError(f"TopK: score {score!r} cannot be computed from a chunk's outputs; known: "
+                   f"msal, msal_simplex, {', '.join(sorted(scoring.UNCERTAINTY))}, "
+                   f"{', '.join(sorted(scoring.MC_UNCERTAINTY))}.")
+
+
+@functools.partial(jax.jit, static_argnames=("score", "k", "carry", "nonfinite"))
+def _merge(state, inputs, labeled, offset, *, score, k, carry, nonfinite):
+  # streaming._step on one device: the running top k first (lower pool
+  # indices), so lax.top_k's lower-position rule keeps ties in index order.
+  vals, idx, feats, count, first_bad, num_bad = sharded_top_k(
+      inputs, labeled, offset, score=score, k=k, carry=carry, mesh=None, nonfinite=nonfinite)
+  all_vals = jnp.concatenate([state["vals"], vals.astype(state["vals"].dtype)])
+  _, pos = jax.lax.top_k(all_vals, k)
+  return {
+      "vals": all_vals[pos],
+      "idx": jnp.concatenate([state["idx"], idx])[pos],
+      "feats": jnp.concatenate([state["feats"], feats.astype(state["feats"].dtype)])[pos],
+      "count": state["count"] + count,
+      "first_bad": jnp.minimum(state["first_bad"], first_bad),
+      "num_bad": state["num_bad"] + num_bad,
+  }
+
+
+class TopK:
+  """The running top ``k`` unlabeled rows by ``pool_top_k.SCORES[score]`` of the outputs.
+
+  Args:
+    score: ``"msal"`` (with ``prototypes``; lowest certainty first),
+      ``"msal_simplex"``, a ``scoring.UNCERTAINTY`` or ``MC_UNCERTAINTY`` name.
+    labeled: ``[N]`` bool; ``True`` rows are never selected.
+    k: static number of rows.
+    prototypes: ``[C, C-1]`` for ``"msal"``.
+    carry: also keep the candidates' ``features`` rows (MSAL-D).
+    nonfinite: ``"keep"`` (as in memory) or ``"skip"`` rows with NaN/Inf outputs.
+
+  ``result()``: ``(ids [k] int32 with -1 where fewer rows are eligible,
+  features [k, K])`` as numpy, as :func:`msal_jax.streaming.stream_top_k`.
+  """
+
+  def __init__(self, score: str, labeled: np.ndarray, k: int, *, prototypes: Any = None,
+               carry: bool = False, nonfinite: str = "keep"):
+    self.names = _score_inputs(score)
+    if score == "msal" and prototypes is None:
+      raise ValueError("TopK: score 'msal' needs prototypes ([C, C-1]).")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+      raise ValueError(f"TopK: k must be a Python int >= 1 (static), got {k!r}.")
+    if nonfinite not in ("keep", "skip"):
+      raise ValueError(f"TopK: nonfinite must be 'keep' or 'skip', got {nonfinite!r}.")
+    labeled = np.asarray(labeled)
+    if labeled.ndim != 1 or labeled.dtype != np.bool_:
+      raise ValueError(f"TopK: labeled must be a [N] bool array, got {labeled.dtype} "
+                       f"{labeled.shape}.")
+    self.score, self.labeled, self.k, self.carry, self.nonfinite = (
+        score, labeled, k, carry, nonfinite)
+    self.consts = {} if prototypes is None else {"prototypes": jnp.asarray(prototypes)}
+    self.state: dict[str, jax.Array] | None = None
+
+  def _initial(self, inputs: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    key_dtype = jnp.promote_types(jnp.result_type(*inputs.values()), jnp.float32)
+    feats = inputs.get("features")
+    return {"vals": jnp.full(self.k, -jnp.inf, key_dtype),
+            "idx": jnp.full(self.k, -1, jnp.int32),
+            "feats": jnp.zeros((self.k, feats.shape[1] if self.carry else 0),
+                               feats.dtype if self.carry else jnp.float32),
+            "count": jnp.int32(0), "first_bad": jnp.int32(NO_ROW), "num_bad": jnp.int32(0)}
+
+  def __call__(self, start: int, valid: int, outputs: dict[str, jax.Array]) -> None:
+    names = self.names + (("features",) if self.carry and "features" not in self.names else ())
+    inputs = {name: outputs[name] for name in names}
+    rows = outputs["logits"].shape[0]
+    lab = np.ones(rows, bool)  # padding rows: labeled, never selected
+    lab[:valid] = self.labeled[start: start + valid]
+    if self.state is None:
+      self.state = self._initial(inputs)
+    self.state = _merge(self.state, {**inputs, **self.consts}, jnp.asarray(lab),
+                        jnp.int32(start), score=self.score, k=self.k, carry=self.carry,
+                        nonfinite=self.nonfinite)
+
+  def result(self) -> tuple[np.ndarray, np.ndarray]:
+    if self.state is None:
+      raise ValueError("TopK.result: no chunk was consumed.")
+    state = jax.device_get(self.state)
+    idx = np.where(np.arange(self.k) < state["count"], state["idx"], -1).astype(np.int32)
+    return idx, state["feats"]
+
+
+# ---------------------------------------------------------------------------
+# a strategy's selection, streamed
+# ---------------------------------------------------------------------------
+
+# Strategies that need every row's embedding at once (msal_jax.clustering).
+NEEDS_ALL_EMBEDDINGS = ("kcenter", "kmeans", "badge", "dbal")
+
+
+def memory_needed(strategy: str, num: int, feature_dim: int, *, num_classes: int = 0,
+                  budget: int = 0) -> int:
+  """Bytes of the pool-sized float32 arrays a strategy of :data:`NEEDS_ALL_EMBEDDINGS` holds.
+
+  A lower bound: the ``[N, K]`` features it is handed (BADGE and DBAL also the
+  ``[N, C]`` logits; BADGE's ``[N, K*C]`` gradient embeddings are never built,
+  see :mod:`msal_jax.clustering`), k-means' ``[N, budget]`` distances to the
+  centres and k-center's ``[N, KCENTER_LOOKAHEAD]`` distance columns, plus
+  four ``[N]`` vectors. 0 for a streamed strategy.
+  """
+  if strategy not in NEEDS_ALL_EMBEDDINGS:
+    return 0
+  width = feature_dim + 4
+  if strategy in ("badge", "dbal"):
+    width += num_classes
+  if strategy == "kmeans":
+    width += budget
+  if strategy == "kcenter":
+    from msal_jax.clustering import KCENTER_LOOKAHEAD
+    width += KCENTER_LOOKAHEAD
+  return 4 * num * width
+
+
+def refusal(strategy: str, num: int, feature_dim: int, **kwargs: int) -> str:
+  """The one-line error for a strategy of :data:`NEEDS_ALL_EMBEDDINGS` on a streamed pool."""
+  need = memory_needed(strategy, num, feature_dim, **kwargs)
+  return (f"strategy {strategy!r} needs the embeddings of the whole pool in memory (at least "
+          f"{need / 2**30:.2f} GiB for N={num}, K={feature_dim}), but the pool is streamed: use "
+          "a streamed strategy (msal, msal_d, entropy, bald, ...) or raise the in-memory limit "
+          "(pool_source.open_pool(limit_bytes=...)) if that fits.")
+
+
+def _plan(strategy: str) -> tuple[str, str | None]:
+  """``(kind, score)``: kind ``"top_k"``, ``"msal_d"`` or ``"random"`` (no pool pass)."""
+  if strategy == "random":
+    return "random", None
+  if strategy in ("msal", "ceal_msal"):
+    return "top_k", "msal"
+  if strategy == "msal_d":
+    return "msal_d", "msal"
+  if strategy.endswith("_msal_d") and strategy[: -len("_msal_d")] in scoring.UNCERTAINTY:
+    return "msal_d", strategy[: -len("_msal_d")]
+  base = strategy.removeprefix("ceal_").removesuffix("_msal")
+  if base in scoring.UNCERTAINTY or base in scoring.MC_UNCERTAINTY:
+    return "top_k", base
+  raise ValueError(f"selector: strategy {strategy!r} has no streamed form.")
+
+
+class Selection:
+  """A strategy's query, fed chunk by chunk: ``result()`` equals ``strategy.select``.
+
+  Args:
+    strategy: a name of :data:`msal_jax.strategies.STRATEGIES` other than
+      :data:`NEEDS_ALL_EMBEDDINGS` (those raise, see :func:`refusal`).
+    labeled: ``[N]`` bool.
+    budget, beta: as ``select`` gets them.
+    prototypes: ``[C, C-1]`` of a max-separation head.
+    key: the query key (``random`` only: it scores no outputs, and consumes none).
+  """
+
+  def __init__(self, strategy: str, labeled: np.ndarray, *, budget: int, beta: float,
+               prototypes: Any = None, key: jax.Array | None = None):
+    if strategy in NEEDS_ALL_EMBEDDINGS:
+      raise ValueError(f"Selection: strategy {strategy!r} needs all embeddings; check it first "
+                       "with pool_stream.refusal.")
+    self.kind, score = _plan(strategy)
+    self.strategy, self.labeled, self.budget, self.beta = strategy, labeled, budget, beta
+    self.key, self.prototypes = key, prototypes
+    self.top = None
+    if self.kind == "top_k":
+      self.top = TopK(score, labeled, budget, prototypes=prototypes)
+    elif self.kind == "msal_d":
+      if prototypes is None:
+        raise ValueError(f"Selection: {strategy!r} needs the prototypes of a max-separation head.")
+      m = selection.num_candidates(budget, beta, np.shape(labeled)[0])
+      self.top = TopK(score, labeled, m, prototypes=prototypes, carry=True)
+    self.needs_mc = score in scoring.MC_UNCERTAINTY
+
+  def __call__(self, start: int, valid: int, outputs: dict[str, jax.Array]) -> None:
+    if self.top is not None:
+      self.top(start, valid, outputs)
+
+  def result(self) -> np.ndarray:
+    """``[budget] int32`` pool ids in query order, ``-1`` in slots that cannot be filled."""
+    if self.kind == "random":
+      from msal_jax import strategies
+      return np.asarray(strategies.get("random").select(
+          self.key, None, jnp.asarray(self.labeled), budget=self.budget, beta=self.beta))
+    idx, feats = self.top.result()
+    if self.kind == "top_k":
+      return idx
+    from msal_jax.streaming import diversify  # selection.diversify, compiled
+    return np.asarray(diversify(jnp.asarray(idx), jnp.asarray(feats),
+                                jnp.asarray(self.prototypes), budget=self.budget))
