@@ -32,10 +32,10 @@ class _Stop(Exception):
   """Raised from the log callback to interrupt a run after a round's checkpoint."""
 
 
-def _settings(loop, *, dropout: float = 0.0, rounds: int = 2):
+def _settings(loop, *, dropout: float = 0.0, rounds: int = 2, **al):
   return dict(
       al=loop.ActiveLearningConfig(initial=20, batch=10, budget=20, rounds=rounds, beta=2.0,
-                                   mc_passes=3),
+                                   mc_passes=3, **al),
       train=loop.TrainConfig(epochs=1, batch_size=16, eval_batch_size=64),
       model=loop.ModelConfig(arch="small_cnn", rho=1.0, dropout_rate=dropout,
                              trunk_kwargs=TINY_TRUNK),
@@ -74,9 +74,9 @@ def _fill_csv(path: str, labels: np.ndarray) -> None:
 
 
 def _plain(loop, dataset, workdir, strategy, **kw):
-  dropout = kw.pop("dropout", 0.0)
+  dropout, al = kw.pop("dropout", 0.0), kw.pop("al", {})
   loop.run(dataset, strategy=strategy, seed=kw.pop("seed", 0), workdir=workdir,
-           log=lambda s: None, **_settings(loop, dropout=dropout), **kw)
+           log=lambda s: None, **_settings(loop, dropout=dropout, **al), **kw)
 
 
 def _function_oracle(loop, dataset, workdir):
@@ -118,8 +118,11 @@ CASES: dict[str, Callable[..., None]] = {
     "kcenter": lambda loop, d, w: _plain(loop, d, w, "kcenter"),
     "badge": lambda loop, d, w: _plain(loop, d, w, "badge"),
     "kmeans": lambda loop, d, w: _plain(loop, d, w, "kmeans"),
-    "ceal_msal": lambda loop, d, w: _plain(loop, d, w, "ceal_msal", seed=3),
-    "ceal_entropy": lambda loop, d, w: _plain(loop, d, w, "ceal_entropy", seed=3),
+    # Thresholds loose enough for a 1-epoch model to pseudo-label some samples.
+    "ceal_msal": lambda loop, d, w: _plain(loop, d, w, "ceal_msal", seed=3,
+                                           al={"ceal_cos": 0.3}),
+    "ceal_entropy": lambda loop, d, w: _plain(loop, d, w, "ceal_entropy", seed=3,
+                                              al={"ceal_delta": 2.2}),
     "function_oracle": _function_oracle,
     "csv_oracle": _csv_oracle,
     "resumed": _resumed,

@@ -1,0 +1,185 @@
+"""One round of active learning as one function of the run's state, built from named steps.
+
+:func:`run_round` maps a :class:`msal_jax.run_state.RoundState` to the next
+one: :func:`train_model` (a fresh network on the labeled and pseudo-labeled
+samples), :func:`evaluate` (test accuracy), :func:`score_pool` (the pool's
+outputs and error rate), :func:`query` (the strategy's selection, checked),
+the strategy's pseudo-label hook (:mod:`msal_jax.pseudo`) and the oracle
+(:mod:`msal_jax.oracles`). What stays fixed over the rounds is a :class:`Run`,
+built by :func:`msal_jax.loop.build`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from msal_jax import metrics, oracles, pseudo, report, strategies
+from msal_jax.progress import Progress
+from msal_jax.run_files import RunFiles
+from msal_jax.run_state import RoundState
+from msal_jax.settings import ActiveLearningConfig, TrainConfig
+from msal_jax.train import NonFiniteLossError, Trainer, TrainState
+
+# Purposes for fold_in within a round's key.
+KEY_MODEL_INIT, KEY_TRAIN, KEY_QUERY = 0, 1, 2
+
+
+@dataclasses.dataclass
+class Run:
+  """What stays fixed over the rounds of one (strategy, seed) run.
+
+  Built once by :func:`build`; every round reads it and none changes it
+  (``traces`` counts compilations, ``progress`` prints inside rounds).
+  """
+
+  name: str
+  strategy: strategies.Strategy
+  al: ActiveLearningConfig
+  train: TrainConfig
+  trainer: Trainer
+  select: Callable[..., jax.Array]  # jitted strategy.select, traced once
+  pseudo: pseudo.PseudoStep
+  oracle: oracles.Oracle
+  prototypes: jax.Array | None
+  pool_images: jax.Array
+  test_images: jax.Array
+  pool_truth: np.ndarray  # [N] ground truth, -1 where unknown
+  test_labels: np.ndarray
+  round_keys: jax.Array
+  tag: str
+  progress: Progress
+  embedding_rounds: frozenset[int] = frozenset()
+  embedding_sample: np.ndarray | None = None
+  files: RunFiles | None = None
+
+  @property
+  def traces(self):
+    return self.trainer.traces
+
+  @property
+  def known(self) -> np.ndarray:
+    return self.pool_truth >= 0
+
+
+def train_model(run: Run, state: RoundState, key_r: jax.Array) -> tuple[TrainState, float, float]:
+  """A fresh model trained on the labeled (and pseudo-labeled) samples: state, loss, seconds."""
+  train_mask, train_labels = jnp.asarray(state.labeled), jnp.asarray(state.labels)
+  if state.pseudo_mask.any():  # CEAL: this round also trains on pseudo-labels
+    train_mask = jnp.asarray(state.labeled | state.pseudo_mask)
+    train_labels = jnp.asarray(np.where(state.pseudo_mask, state.pseudo_labels, state.labels))
+  t0 = time.perf_counter()
+  ts = run.trainer.init(jax.random.fold_in(key_r, KEY_MODEL_INIT))
+  progress = run.progress.step(f"round {state.round}: ")
+  try:
+    ts, loss = run.trainer.fit(
+        ts, run.pool_images, train_labels, train_mask, epochs=run.train.epochs,
+        key=jax.random.fold_in(key_r, KEY_TRAIN), **progress.fit_kwargs(),
+    )
+  except NonFiniteLossError as e:
+    raise NonFiniteLossError(f"{run.tag} round {state.round}: {e}") from None
+  jax.block_until_ready(ts.params)
+  return ts, loss, time.perf_counter() - t0
+
+
+def evaluate(run: Run, ts: TrainState) -> tuple[float, float]:
+  """Test accuracy of the round's model, and the seconds it took."""
+  t0 = time.perf_counter()
+  test_logits, _ = run.trainer.predict(ts, run.test_images)
+  acc = metrics.accuracy(np.asarray(jnp.argmax(test_logits, -1)), run.test_labels)
+  return acc, time.perf_counter() - t0
+
+
+def score_pool(run: Run, state: RoundState, ts: TrainState) -> tuple[
+    strategies.PoolOutputs, np.ndarray, float]:
+  """The pool's outputs, predictions, and error rate over its unlabeled known samples."""
+  run.progress.say(f"round {state.round}: scoring the pool ({run.pool_images.shape[0]} "
+                   "samples)")
+  logits, feats = run.trainer.predict(ts, run.pool_images)
+  pool_pred = np.asarray(jnp.argmax(logits, -1))
+  # Over the unlabeled samples whose ground truth is known (all, when benchmarking).
+  err = metrics.unlabeled_error_rate(pool_pred, run.pool_truth, state.labeled | ~run.known)
+  outputs = strategies.PoolOutputs(logits=logits, features=feats, prototypes=run.prototypes)
+  return outputs, pool_pred, err
+
+
+def query(run: Run, state: RoundState, ts: TrainState, outputs: strategies.PoolOutputs,
+          key_r: jax.Array) -> tuple[list[int], strategies.PoolOutputs]:
+  """The round's queries (checked), and the outputs the strategy saw (with MC passes)."""
+  if state.round >= run.al.num_rounds:
+    return [], outputs  # the last round measures, it does not query
+  take = min(run.al.batch, run.al.budget - state.spent)
+  key_q = jax.random.fold_in(key_r, KEY_QUERY)
+  if run.strategy.needs_mc:
+    outputs = dataclasses.replace(outputs, mc_logits=run.trainer.predict_mc(
+        ts, run.pool_images, key=jax.random.fold_in(key_q, 1), passes=run.al.mc_passes))
+  picked = np.asarray(run.select(key_q, outputs, jnp.asarray(state.labeled),
+                                 budget=run.al.batch, beta=run.al.beta))
+  queried = [int(i) for i in picked[picked >= 0][:take]]
+  if len(queried) != take or state.labeled[queried].any() or len(set(queried)) != take:
+    raise RuntimeError(
+        f"{run.tag} strategy returned an invalid selection in round {state.round}: "
+        f"{picked.tolist()}"
+    )
+  return queried, outputs
+
+
+def _save_embeddings(run: Run, state: RoundState, outputs: strategies.PoolOutputs,
+                     queried: list[int]) -> None:
+  if state.round not in run.embedding_rounds:
+    return
+  idx = np.union1d(run.embedding_sample, np.asarray(queried, np.int64))
+  report.save_embeddings(
+      os.path.join(run.files.workdir, "embeddings", f"round_{state.round}.npz"),
+      round=state.round, indices=idx, features=np.asarray(outputs.features[idx]),
+      labels=run.pool_truth[idx], labeled=state.labeled[idx], queried=np.isin(idx, queried),
+  )
+
+
+def run_round(run: Run, state: RoundState) -> tuple[RoundState, TrainState, dict[str, Any]]:
+  """Round ``state.round``: train, evaluate, score the pool, query, label; the next state.
+
+  Returns the state after the round (its queries labeled, or waiting for a
+  person), the round's trained model and its record.
+  """
+  r = state.round
+  key_r = jax.random.fold_in(run.round_keys, r)
+  ts, loss, train_seconds = train_model(run, state, key_r)
+  test_acc, eval_seconds = evaluate(run, ts)
+  t0 = time.perf_counter()
+  outputs, pool_pred, err = score_pool(run, state, ts)
+  queried, outputs = query(run, state, ts, outputs, key_r)
+  extras = run.pseudo(state, outputs, pool_pred, queried)
+  query_seconds = time.perf_counter() - t0
+  _save_embeddings(run, state, outputs, queried)
+  record = {
+      "round": r,
+      "num_labeled": int(state.labeled.sum()),
+      "test_accuracy": test_acc,
+      # None (JSON null) when no unlabeled sample has a known label.
+      "unlabeled_error_rate": err if math.isfinite(err) else None,
+      "train_loss": loss,
+      "train_seconds": train_seconds,
+      "eval_seconds": eval_seconds,
+      "query_seconds": query_seconds,
+      "queried": queried,
+      **extras,
+  }
+  labels = run.oracle.label(queried, r) if queried else None
+  if labels is not None and run.oracle.recorded:
+    record["labels"] = labels
+  state.records.append(record)
+  state.labeled[queried] = True
+  if labels is not None:
+    state.labels[queried] = labels
+  state.spent += len(queried)
+  state.round = r + 1
+  return state, ts, record
