@@ -32,7 +32,7 @@ class ActiveLearningDefaults:
   beta: float = 5.0  # MSAL-D's pre-filter factor
   mc_passes: int = 10  # T, passes of the MC-dropout strategies
   ceal_delta: float = 5e-5  # CEAL: entropy threshold delta_0 ...
-  ceal_decay: float = 0.033e-5  # ... minus this per round
+  ceal_decay: float = 0.033e-5  # ... minus this times t after query t (cumulative)
   ceal_cos: float = 0.99  # CEAL(MSAL): pseudo-label when cos to nearest prototype > this
 
 

@@ -33,8 +33,10 @@ class ActiveLearningConfig:
       rounds stop early, and AUBC is computed over the labels spent.
     beta: MSAL-D's pre-filter factor (``beta * b`` candidates), ``>= 1``.
     mc_passes: ``T``, stochastic forward passes of the MC-dropout strategies.
-    ceal_delta, ceal_decay: CEAL's entropy threshold ``delta_0`` and its decay
-      per round (``delta_t = max(delta_0 - decay * t, 0)``).
+    ceal_delta, ceal_decay: CEAL's entropy threshold ``delta_0`` and its
+      decrement, applied cumulatively as DeepAL+ does: after query ``t = 1, 2,
+      ...`` the threshold is ``max(delta_0 - decay * t (t + 1) / 2, 0)``
+      (:func:`msal_jax.strategies.ceal_threshold`).
     ceal_cos: CEAL(MSAL)'s threshold on the cosine to the nearest prototype.
   """
 
