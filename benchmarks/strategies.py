@@ -14,9 +14,11 @@ References, measured in the same run on the same data (as the PyTorch AL
 toolkits write them, e.g. DeepAL+):
   * kcenter: greedy k-center over the full N x N distance matrix (numpy), only
     where the matrix fits in ``--max-ref-gb`` (skipped otherwise, and said so);
-  * kmeans: ``sklearn.cluster.KMeans(n_clusters=b)`` on the unlabeled embeddings,
-    then the member nearest each centre; the table also gives the inertia of
-    msal-jax's clustering relative to sklearn's;
+  * kmeans: ``sklearn.cluster.KMeans(n_clusters=b)`` on the unlabeled embeddings
+    with the defaults of the scikit-learn DeepAL+ pins (1.0.2: ``n_init=10``,
+    Elkan), then the member nearest each centre; the table also gives the
+    inertia of msal-jax's clustering relative to sklearn's (benchmarks/kmeans.py
+    compares the two clusterings alone);
   * badge: explicit [N, C*D] gradient embeddings (numpy, vectorised) and
     DeepAL+'s ``init_centers`` k-means++ (sklearn ``pairwise_distances``, a
     per-sample Python loop over the pool, ``scipy.stats.rv_discrete`` draws).
@@ -154,12 +156,12 @@ def ref_kcenter(emb, labeled, n):
 
 
 def ref_kmeans(emb, labeled, n):
-  """DeepAL+'s KMeansSampling: sklearn KMeans, then the member nearest each centre."""
+  """DeepAL+'s KMeansSampling: sklearn KMeans (1.0.2's defaults), the member nearest each centre."""
   from sklearn.cluster import KMeans
 
   idx = np.flatnonzero(~labeled)
   x = emb[idx]
-  km = KMeans(n_clusters=n, random_state=0).fit(x)
+  km = KMeans(n_clusters=n, n_init=10, algorithm="elkan", random_state=0).fit(x)
   cluster = km.predict(x)
   dis = ((x - km.cluster_centers_[cluster]) ** 2).sum(axis=1)
   q = np.array([np.arange(len(x))[cluster == i][dis[cluster == i].argmin()] for i in range(n)])

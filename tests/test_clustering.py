@@ -231,6 +231,106 @@ def test_lloyd_inertia_matches_sklearn_from_the_same_centres(weighted):
   assert float(np.sum(w * np.asarray(d3, np.float64))) == pytest.approx(km3.inertia_, rel=0.01)
 
 
+def _ref_greedy_kmeanspp(u, x, w):
+  """scikit-learn's greedy k-means++ (``_kmeans_plusplus``) in float64, inverse CDF at ``u``."""
+  x, w = x.astype(np.float64), w.astype(np.float64)
+  avail = w > 0
+  cdf = np.cumsum(w)
+  first = int(np.searchsorted(cdf, u[0, 0] * cdf[-1], side="right"))
+  gap, cdf_gap = 1.0, np.abs(cdf - u[0, 0] * cdf[-1]).min() / cdf[-1]
+  seeds, closest = [first], _sq(x, x[first][None])[:, 0]
+  avail[first] = False
+  for t in range(1, len(u)):
+    cdf = np.cumsum(np.where(avail, w * closest, 0.0))
+    targets = u[t] * cdf[-1]
+    cand = np.searchsorted(cdf, targets, side="right")
+    cdf_gap = min(cdf_gap, min(np.abs(cdf - v).min() for v in targets) / cdf[-1])
+    d = np.minimum(closest[:, None], _sq(x, x[cand]))
+    pots = w @ d
+    b = int(np.argmin(pots))
+    others = pots[cand != cand[b]]
+    if len(others):
+      gap = min(gap, (others.min() - pots[b]) / pots[b])
+    seeds.append(int(cand[b]))
+    avail[cand[b]] = False
+    closest = d[:, b]
+  return seeds, gap, cdf_gap
+
+
+def test_greedy_kmeanspp_matches_sklearns_algorithm_with_the_same_draws():
+  x, _ = _problem(13, 300, 6, 0.0)
+  w = np.random.default_rng(13).uniform(0.0, 2.0, 300).astype(np.float32)
+  w[:30] = 0.0  # weight 0: never a seed
+  trials = clustering.local_trials(20)
+  assert trials == 2 + 2  # sklearn: 2 + int(log(20))
+  u = np.asarray(clustering.restart_uniforms(jax.random.PRNGKey(3), 2, 20, trials))
+  for r in range(2):
+    expected, gap, cdf_gap = _ref_greedy_kmeanspp(u[r], x, w)
+    assert gap > REL_TOL, f"test data: near-tie in the candidates' potentials ({gap})"
+    # A float32 cumsum of 300 positive terms is within 300 * 2^-24 < 2e-5 of the float64 one.
+    assert cdf_gap > 2e-5, f"test data: a draw near an inverse-CDF boundary ({cdf_gap})"
+    got = jax.jit(clustering.greedy_kmeanspp)(u[r], x, w)
+    assert got.tolist() == expected and min(expected) >= 30
+
+
+def _inertia(x, centres):
+  return float(_sq(x.astype(np.float64), np.asarray(centres, np.float64)).min(1).sum())
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_kmeans_inertia_within_half_a_percent_of_sklearn(seed):
+  # DeepAL+'s KMeans(n_clusters=b) in the scikit-learn it pins (1.0.2): n_init=10, greedy
+  # k-means++, to convergence; fitted on the unlabeled rows only (ours: labeled at weight 0).
+  sklearn_cluster = pytest.importorskip("sklearn.cluster")
+  x = _clustered(13, 700, 12, 8)
+  labeled = np.random.default_rng(13).random(700) < 0.2
+  km = sklearn_cluster.KMeans(n_clusters=20, n_init=10, random_state=seed).fit(x[~labeled])
+  fit = jax.jit(clustering.kmeans_fit, static_argnames="num")
+  centres, assign, d = fit(jax.random.PRNGKey(seed), x, (~labeled).astype(np.float32), num=20)
+  ours = _inertia(x[~labeled], centres)  # from the centres, independently of `d`
+  assert float(np.sum(np.asarray(d, np.float64)[~labeled])) == pytest.approx(ours, rel=1e-4)
+  assert ours <= 1.005 * km.inertia_
+  assert np.asarray(assign).tolist() == _sq(x, np.asarray(centres)).argmin(1).tolist()
+
+
+def test_kmeans_fit_keeps_the_best_restart():
+  # n_init restarts: each greedy seeding (restart_uniforms row r) then Lloyd with sklearn's
+  # tolerance (1e-4 x the mean feature variance); the fit is the one of least inertia.
+  x = _clustered(14, 400, 6, 10)
+  w = np.ones(400, np.float32)
+  num, n_init = 12, 4
+  key = jax.random.PRNGKey(14)
+  u = clustering.restart_uniforms(key, n_init, num, clustering.local_trials(num))
+  tol = 1e-4 * float(np.var(x.astype(np.float64), axis=0).mean())
+  inertias = []
+  for r in range(n_init):
+    seeds = np.asarray(clustering.greedy_kmeanspp(u[r], x, w))
+    centres, _, _ = clustering.lloyd(x, w, x[seeds], tol=tol)
+    inertias.append(_inertia(x, centres))
+  centres, _, _ = jax.jit(clustering.kmeans_fit, static_argnames=("num", "n_init"))(
+      key, x, w, num=num, n_init=n_init)
+  assert _inertia(x, centres) == pytest.approx(min(inertias), rel=1e-5)
+  assert max(inertias) > min(inertias) * 1.001  # the restarts differ: the choice matters
+
+
+def test_lloyd_relocates_an_empty_cluster_as_sklearn():
+  # 1-D points 0, 1, 10, 11 from centres 0.5 and 100: centre 1 gets no point. sklearn moves it
+  # to the point farthest from its centre (11, at 10.5 from 0.5); then {0, 1} and {10, 11}.
+  x = np.array([[0.0], [1.0], [10.0], [11.0]], np.float32)
+  w = np.ones(4, np.float32)
+  init = np.array([[0.5], [100.0]], np.float32)
+  centres, assign, d = clustering.lloyd(x, w, init)
+  np.testing.assert_allclose(np.asarray(centres)[:, 0], [0.5, 10.5], atol=1e-5)
+  assert assign.tolist() == [0, 0, 1, 1] and float(np.sum(d)) == pytest.approx(1.0, abs=1e-4)
+  km = pytest.importorskip("sklearn.cluster").KMeans(
+      n_clusters=2, init=init, n_init=1, algorithm="lloyd").fit(x)
+  np.testing.assert_allclose(km.cluster_centers_[:, 0], [0.5, 10.5], atol=1e-5)
+  # Without relocation the empty centre stays: one cluster of all four (mean 5.5).
+  centres, assign, _ = clustering.lloyd(x, w, init, relocate=False)
+  np.testing.assert_allclose(np.asarray(centres)[:, 0], [5.5, 100.0], atol=1e-5)
+  assert assign.tolist() == [0, 0, 0, 0]
+
+
 def _ref_nearest_per_cluster(x, centres, eligible, budget):
   """Assign to the nearest centre; per cluster the nearest eligible member; fill by distance."""
   d = _sq(x.astype(np.float64), centres.astype(np.float64))
