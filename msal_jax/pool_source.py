@@ -21,6 +21,7 @@ at most :data:`IN_MEMORY_LIMIT_BYTES`.
 from __future__ import annotations
 
 import concurrent.futures
+import mmap
 import os
 import queue
 import threading
@@ -239,7 +240,18 @@ class NpyPool(_Source):
     return out
 
   def _range(self, start: int, stop: int) -> np.ndarray:
-    return np.array(self.images[start:stop])  # a copy: the pages are read here
+    out = np.array(self.images[start:stop])  # a copy: the pages are read here
+    # Unmap the pages just read (they stay in the page cache): a memory map's
+    # touched pages count in the resident set until the kernel reclaims them,
+    # so a pass over the pool would otherwise look as large as the file.
+    mm = getattr(self.images, "_mmap", None)
+    if mm is not None and hasattr(mm, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+      row = int(np.prod(self.image_shape))
+      begin = self.images.offset % mmap.ALLOCATIONGRANULARITY + start * row  # in mm
+      first = begin - begin % mmap.PAGESIZE
+      end = min(begin + (stop - start) * row, len(mm))
+      mm.madvise(mmap.MADV_DONTNEED, first, end - first)
+    return out
 
 
 def _as_image(name: str, value: Any, image_shape: tuple[int, int, int] | None, where: str
