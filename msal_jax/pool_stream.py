@@ -190,6 +190,21 @@ class Predictions:
     return self.errors / self.counted if self.counted else float("nan")
 
 
+class RowValues:
+  """``fn(outputs) -> [n]`` of every row, kept as a host ``[N]`` array (CEAL's certainties).
+
+  ``fn`` must be computed row by row (e.g. ``lambda o: scoring.entropy(o["logits"])``);
+  then a threshold applied to ``values`` afterwards gives the in-memory mask.
+  """
+
+  def __init__(self, num: int, fn: Callable[[dict[str, jax.Array]], jax.Array],
+               dtype: Any = np.float32):
+    self.fn, self.values = jax.jit(fn), np.zeros(num, dtype)
+
+  def __call__(self, start: int, valid: int, outputs: dict[str, jax.Array]) -> None:
+    self.values[start: start + valid] = np.asarray(self.fn(outputs))[:valid]
+
+
 # Which outputs each score of pool_top_k.SCORES reads.
 def _score_inputs(score: str) -> tuple[str, ...]:
   if score in ("msal", "msal_simplex"):
@@ -298,20 +313,20 @@ def memory_needed(strategy: str, num: int, feature_dim: int, *, num_classes: int
 
   A lower bound: the ``[N, K]`` features it is handed (BADGE and DBAL also the
   ``[N, C]`` logits; BADGE's ``[N, K*C]`` gradient embeddings are never built,
-  see :mod:`msal_jax.clustering`), k-means' ``[N, budget]`` distances to the
-  centres and k-center's ``[N, KCENTER_LOOKAHEAD]`` distance columns, plus
-  four ``[N]`` vectors. 0 for a streamed strategy.
+  see :mod:`msal_jax.badge`), k-means' ``[N, max(budget, n_init * trials)]``
+  distances (:mod:`msal_jax.kmeans`) and k-center's ``[N, KCENTER_LOOKAHEAD]``
+  distance columns, plus four ``[N]`` vectors. 0 for a streamed strategy.
   """
   if strategy not in NEEDS_ALL_EMBEDDINGS:
     return 0
   width = feature_dim + 4
   if strategy in ("badge", "dbal"):
     width += num_classes
-  if strategy == "kmeans":
-    width += budget
+  from msal_jax import clustering
+  if strategy == "kmeans":  # Lloyd's [N, b] distances, or the seedings' [N, n_init * trials]
+    width += max(budget, clustering.KMEANS_N_INIT * clustering.local_trials(max(budget, 1)))
   if strategy == "kcenter":
-    from msal_jax.clustering import KCENTER_LOOKAHEAD
-    width += KCENTER_LOOKAHEAD
+    width += clustering.KCENTER_LOOKAHEAD
   return 4 * num * width
 
 

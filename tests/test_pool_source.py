@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from msal_jax import models, pool_source, pool_stream, prototypes, strategies
+from msal_jax import models, pool_source, pool_stream, prototypes, scoring, strategies
 from msal_jax.train import Trainer
 
 N, SHAPE = 45, (6, 5, 3)
@@ -203,12 +203,15 @@ def test_streamed_selections_equal_in_memory(tmp_path, head):
   selections = {name: pool_stream.Selection(name, labeled, budget=budget, beta=beta,
                                             prototypes=protos, key=key_q) for name in names}
   preds = pool_stream.Predictions(61, labels=np.arange(61) % 4, exclude=labeled)
+  ceal = {"linear": lambda o: scoring.entropy(o["logits"]),
+          "max_sep": lambda o: scoring.msal(o["features"], protos)}[head]
+  certainty = pool_stream.RowValues(61, ceal)
   got_out = []
   apply = pool_stream.make_apply_chunk(trainer.model.apply, MEAN, STD, batch_size=BATCH,
                                        mc_passes=PASSES)
   pool_stream.stream_outputs(
       apply, variables, source, chunk_size=CHUNK, key=mc_key,
-      consumers=[preds, *selections.values(),
+      consumers=[preds, certainty, *selections.values(),
                  lambda s, v, o: got_out.append(jax.tree.map(lambda x: np.asarray(x), o))])
 
   # Every row's outputs are bitwise those of Trainer.predict / predict_mc.
@@ -226,6 +229,13 @@ def test_streamed_selections_equal_in_memory(tmp_path, head):
               "max_sep": {"msal", "msal_d", "entropy_msal_d", "margin_msal", "bald_msal",
                           "ceal_msal"}}
   assert families[head] <= set(names)
+  # CEAL's pseudo-labels: the in-memory mask from the streamed certainties.
+  name, cut = {"linear": ("ceal_entropy", float(np.median(certainty.values))),
+               "max_sep": ("ceal_msal", float(np.median(certainty.values)))}[head]
+  mask = np.asarray(strategies.get(name).pseudo(outputs, jnp.asarray(labeled), cut))
+  streamed = (certainty.values < cut if head == "linear" else certainty.values > cut) & ~labeled
+  assert 0 < mask.sum() < 61
+  np.testing.assert_array_equal(streamed, mask)
   for name in names:
     expected = np.asarray(strategies.get(name).select(key_q, outputs, jnp.asarray(labeled),
                                                       budget=budget, beta=beta))
@@ -261,7 +271,9 @@ def test_embedding_strategies_are_refused_with_the_memory_figure():
   # kcenter: [N, K] features + 16 lookahead columns + 4 [N] vectors, float32.
   assert pool_stream.memory_needed("kcenter", 1000, 128) == 4 * 1000 * (128 + 16 + 4)
   assert pool_stream.memory_needed("badge", 10, 8, num_classes=3) == 4 * 10 * (8 + 3 + 4)
-  assert pool_stream.memory_needed("kmeans", 10, 8, budget=5) == 4 * 10 * (8 + 5 + 4)
+  # kmeans, b = 5: the seedings' 10 restarts x (2 + int(log 5) = 3) candidates > 5 centres.
+  assert pool_stream.memory_needed("kmeans", 10, 8, budget=5) == 4 * 10 * (8 + 30 + 4)
+  assert pool_stream.memory_needed("kmeans", 10, 8, budget=100) == 4 * 10 * (8 + 100 + 4)
   assert pool_stream.memory_needed("msal", 10**9, 8) == 0
   msg = pool_stream.refusal("badge", 10_000_000, 512, num_classes=10)
   assert "'badge'" in msg and f"{4 * 10**7 * 526 / 2**30:.2f} GiB" in msg and "\n" not in msg
