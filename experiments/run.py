@@ -4,7 +4,13 @@ r"""Runs an active-learning experiment from a config file.
       [--config.al.budget=500 --config.strategies=msal,msal_d ...]
 
 Writes config.json, then per (strategy, seed) rounds.jsonl, summary.json and
-curve.png, and results.md / results.csv / curves.png comparing them.
+curve.png, and results.md / results.csv / curves.png / report.md comparing
+them; the last lines say where they are.
+
+Everything that can be checked without writing is checked before the workdir
+is touched, each mistake in one line: a misspelled --config.<field> (with the
+closest valid names), every field's value, the budget against the pool (the
+data is opened first). A repeated --config.<field> keeps its last value.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from experiments import experiment
+from experiments import experiment, overrides
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file (configs/*.py).", lock_config=True
@@ -47,27 +53,25 @@ def main(argv: list[str]) -> None:
     # unless the user asks for more with --verbosity=0 (INFO) or higher.
     logging.set_verbosity(logging.WARNING)
   config = _CONFIG.value
+  log = lambda s: print(s, flush=True)  # noqa: E731
   try:
     exp = experiment.Experiment.from_config(config)  # every field checked before any work
+    dataset = experiment.load_dataset(exp)
+    experiment.check_pool(exp, dataset)  # the budget against the pool, sweep included
     workdir = _WORKDIR.value or _default_workdir(
         config_flags.get_config_filename(flags.FLAGS["config"])
     )
-    resuming = experiment.prepare_workdir(
-        config, workdir, allow_config_change=_ALLOW_CONFIG_CHANGE.value
+    resuming = experiment.prepare_workdir(  # the first write
+        config, workdir, allow_config_change=_ALLOW_CONFIG_CHANGE.value, replace_unused=True
     )
-    print(f"workdir: {os.path.abspath(workdir)}{' (resuming)' if resuming else ''}", flush=True)
-    results = experiment.run(exp, workdir, log=lambda s: print(s, flush=True))
+    log(f"workdir: {os.path.abspath(workdir)}{' (resuming)' if resuming else ''}")
+    results = experiment.run(exp, workdir, log=log, dataset=dataset)
   except (ValueError, FileNotFoundError, FloatingPointError) as e:
     # Bad input or a diverged run: one clear line, no traceback.
     sys.exit(f"error: {e}")
-  pending = [s["pending_labels"] for runs in results.values() for s in runs
-             if s.get("pending_labels")]
-  if pending:  # --config.al.hitl: stopped for a person to label the queries
-    print(f"labels to fill in: {os.path.abspath(pending[0])} (its label column; then run the "
-          "same command again)", flush=True)
-    return
-  print(f"results: {os.path.join(os.path.abspath(workdir), 'results.md')}", flush=True)
+  for line in experiment.end_lines(workdir, results):
+    log(line)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=overrides.parse_flags)

@@ -109,12 +109,13 @@ def test_multi_run_writes_subfolders_and_table(tmp_path):
           "--config.strategies=('msal',)", "--config.seeds=(0,)"), "two sources of labels"),
     ],
 )
-def test_bad_input_fails_before_training(tmp_path, override, match):
-  proc = _launch(tmp_path, *((override,) if isinstance(override, str) else override))
+def test_bad_input_fails_before_anything_is_written(tmp_path, override, match):
+  workdir = tmp_path / "wd"
+  proc = _launch(workdir, *((override,) if isinstance(override, str) else override))
   assert proc.returncode != 0
   assert match in proc.stderr
-  assert "Traceback" not in proc.stderr
-  assert not list(tmp_path.rglob("rounds.jsonl"))
+  assert len(proc.stderr.strip().splitlines()) == 1  # one line, no traceback
+  assert not workdir.exists()  # checked before the workdir (and its config.json) is made
 
 
 def test_config_oracle_factory_errors_and_sweep():

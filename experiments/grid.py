@@ -1,0 +1,148 @@
+"""The grid of runs: the data opened once, every (strategy[, sweep value], seed) run, the report.
+
+``open_dataset`` loads the experiment's data (and its long-tailed pool) and
+``check_pool`` checks every point's budget against the pool, both before the
+launcher touches the workdir; ``run`` runs each (strategy, seed) pair with
+:func:`msal_jax.loop.run` and writes the report
+(:func:`msal_jax.report.write_report`, from the files the runs wrote).
+
+Workdir layout: one run writes its files in the workdir itself; several in
+``<strategy>/seed_<k>/``; a sweep (``config.sweep.field`` = ``"al.beta"``,
+``config.sweep.values`` = ``(2, 5, 10)``) in ``<strategy>/al.beta=<value>/seed_<k>/``,
+each such run resumable on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from experiments import outputs
+from experiments.validation import Experiment
+from msal_jax import data, loop, report
+from msal_jax.data import longtail
+from msal_jax.models import custom
+
+
+def load_dataset(exp: Experiment) -> data.Dataset:
+  """The experiment's dataset as its files hold it (before ``data.imbalance``)."""
+  if exp.source in data.CUSTOM_SOURCES:
+    return data.load_custom(exp.source, exp.data_path or exp.data_dir, **exp.data_options)
+  return data.load(exp.dataset, source=exp.source, data_dir=exp.data_dir)
+
+
+def _pool_labels(exp: Experiment, dataset: data.Dataset) -> np.ndarray:
+  """``[N]`` the labels of the pool the runs see (long-tailed with ``data.imbalance``)."""
+  labels = np.asarray(dataset.pool_labels)
+  if exp.imbalance is None:
+    return labels
+  return labels[longtail.subsample(labels, dataset.num_classes, exp.imbalance,
+                                   seed=exp.imbalance_seed)]
+
+
+def check_pool(exp: Experiment, dataset: data.Dataset) -> None:
+  """Fails when the pool cannot supply ``al.initial + al.budget`` of any run (sweep included).
+
+  ``dataset`` as loaded (before ``data.imbalance``); a pool with known labels
+  only (the start drawn at random) is checked; otherwise the known labels are
+  the start and the loop checks what is left.
+  """
+  labels = _pool_labels(exp, dataset)
+  if not (labels >= 0).all():
+    return
+  if not exp.sweep:
+    exp.al.check_pool(len(labels))
+  for value, point in exp.sweep:
+    try:
+      point.al.check_pool(len(labels))
+    except ValueError as e:
+      raise ValueError(f"sweep.values: {exp.sweep_field}={value}: {e}") from None
+
+
+def _make_oracle(exp: Experiment, dataset: data.Dataset, seed: int) -> Any:
+  """The labels of one (strategy, seed) run: ``"dataset"``, or al.oracle's function.
+
+  The factory named by ``al.oracle`` is called once per run as
+  ``factory(labels=pool_labels [N] int64 (-1 where unknown), num_classes=C,
+  seed=seed, **al.oracle_kwargs)`` and returns ``oracle(ids [k] int64) -> [k]``
+  class indices (a simulated annotator: noisy, biased, ...). A resumed run
+  calls the factory again, so an oracle that answers each id the same way
+  every time (as examples/noisy_oracle.py does) gives the same run resumed or not.
+  """
+  if exp.oracle is None:
+    return "dataset"
+  factory = custom.import_object(exp.oracle, field="al.oracle")
+  try:
+    oracle = factory(labels=np.asarray(dataset.pool_labels, np.int64),
+                     num_classes=dataset.num_classes, seed=seed, **exp.oracle_kwargs)
+  except Exception as e:
+    raise ValueError(f"al.oracle: {exp.oracle}(labels=..., num_classes=..., seed={seed}, "
+                     f"**{exp.oracle_kwargs}) failed: {type(e).__name__}: {e}") from e
+  if not callable(oracle):
+    raise ValueError(f"al.oracle: {exp.oracle} returned a {type(oracle).__name__}, not the "
+                     "oracle function ids -> labels.")
+  return oracle
+
+
+def load_results(workdir: str) -> dict[report.Key, list[dict[str, Any]]]:
+  """``{strategy: [summary per seed]}`` (``{(strategy, value): ...}`` in a sweep) from the
+  files under ``workdir``, each summary with its per-round records under ``"rounds"``."""
+  return report.load(workdir).results
+
+
+def _note_diversity(exp: Experiment, dataset: data.Dataset, log: Callable[[str], None]) -> None:
+  diverse = [s for s in exp.strategies if s.endswith("msal_d")]
+  if diverse and exp.al.batch < dataset.num_classes:
+    log(
+        f"note: al.batch={exp.al.batch} < {dataset.num_classes} classes: MSAL-D's diversity "
+        f"stage ({', '.join(diverse)}) takes one candidate from each of the {exp.al.batch} "
+        "classes whose closest candidate is nearest its prototype, so not every class is "
+        "covered in a round (DESIGN.md 3)."
+    )
+
+
+def run(
+    exp: Experiment,
+    workdir: str,
+    *,
+    log: Callable[[str], None] = print,
+    dataset: data.Dataset | None = None,
+) -> dict[str, list[dict[str, Any]]]:
+  """Runs every (strategy, seed) pair; returns ``{strategy: [summary per seed]}``.
+
+  ``dataset``: the data as loaded (:func:`load_dataset`, before ``data.imbalance``);
+  None loads it. The table ends the log, with a line defining its columns.
+  """
+  if dataset is None:
+    dataset = load_dataset(exp)
+  check_pool(exp, dataset)
+  if exp.imbalance is not None:
+    dataset = longtail.long_tailed(dataset, exp.imbalance, seed=exp.imbalance_seed)
+  log(
+      f"dataset {dataset.name}: pool {dataset.num_pool}, test {dataset.num_test}, "
+      f"{dataset.num_classes} classes, images {dataset.image_shape}"
+  )
+  _note_diversity(exp, dataset, log)
+  points = exp.sweep or ((None, exp),)
+  results: dict[report.Key, list[dict[str, Any]]] = {}
+  for strategy in exp.strategies:
+    for value, point in points:
+      for seed in exp.seeds:
+        summary = loop.run(
+            dataset, strategy=strategy, seed=seed, al=point.al, train=point.train,
+            model=point.model, workdir=exp.run_dir(workdir, strategy, seed, value),
+            max_to_keep=exp.max_to_keep, log=log, embedding_rounds=point.tsne_rounds,
+            embedding_points=point.tsne_points,
+            oracle="csv" if exp.hitl else _make_oracle(point, dataset, seed),
+        )
+        summary.pop("rounds")
+        summary.pop("variables")  # the network: each run's checkpoints hold it
+        if summary.get("pending_labels"):  # al.hitl: one run, stopped for a person
+          return {strategy: [summary]}  # no table yet: the launcher says which file to fill
+        results.setdefault(strategy if value is None else (strategy, value), []).append(summary)
+  # From the files, as `python -m experiments.report` does: the same bytes either way.
+  report.write_report(workdir, log=log)
+  outputs.log_table(workdir, log)
+  return results

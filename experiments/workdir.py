@@ -1,0 +1,98 @@
+"""The workdir of an experiment: its ``config.json``, and whether a launch resumes it.
+
+``prepare_workdir`` is called once every check that can be made without
+writing (the config's fields, the budget against the pool) has passed, so a
+refused launch leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import ml_collections
+
+from experiments.validation import _as_names, _as_seeds
+
+# What a launch writes before any run starts; a workdir holding nothing else has no
+# run to resume (the launch stopped before its first round wrote anything).
+_BEFORE_ANY_RUN = frozenset({"config.json", "config.json.tmp", ".write_probe"})
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+  if isinstance(tree, dict):
+    out = {}
+    for k, v in tree.items():
+      out.update(_flatten(v, f"{prefix}{k}."))
+    return out
+  return {prefix[:-1]: tree}
+
+
+def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+  """``"field: old -> new"`` for every leaf that differs between two configs."""
+  a, b = _flatten(old), _flatten(new)
+  return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(a.keys() | b.keys())
+          if a.get(k) != b.get(k)]
+
+
+def _normalized(config: dict[str, Any]) -> dict[str, Any]:
+  """``strategies`` and ``seeds`` as lists of names and ints, however they were typed
+  (``--config.strategies=a,b`` arrives as the one string ``"a,b"``)."""
+  config = dict(config)
+  for field, parse in (("strategies", lambda v: _as_names(v, "strategies")),
+                       ("seeds", _as_seeds)):
+    try:
+      config[field] = list(parse(config[field]))
+    except (KeyError, ValueError):
+      pass  # absent or invalid: left as it is (validation reports it)
+  return config
+
+
+def holds_no_run(workdir: str) -> bool:
+  """Whether ``workdir`` holds nothing but what a launch writes before its first run."""
+  return set(os.listdir(workdir)) <= _BEFORE_ANY_RUN
+
+
+def prepare_workdir(
+    config: ml_collections.ConfigDict, workdir: str, *, allow_config_change: bool = False,
+    replace_unused: bool = False,
+) -> bool:
+  """Makes ``workdir`` and writes ``config.json``; returns whether it resumes a run.
+
+  A workdir that already holds a ``config.json`` is resumed when the configs
+  agree; a different config is refused with the differing fields, unless
+  ``allow_config_change``, or unless ``replace_unused`` and the workdir holds
+  nothing but that ``config.json`` (a launch that stopped before its first run
+  wrote anything: there is nothing to resume, so the corrected command starts
+  afresh there). A workdir that cannot be written is an error now, not after
+  the first round of training.
+  """
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    probe = os.path.join(workdir, ".write_probe")
+    with open(probe, "w") as f:
+      f.write("ok")
+    os.remove(probe)
+  except OSError as e:
+    raise ValueError(f"workdir {workdir!r} is not writable: {e}") from None
+  new = _normalized(json.loads(config.to_json_best_effort(sort_keys=True)))
+  path = os.path.join(workdir, "config.json")
+  resuming = os.path.exists(path)
+  if resuming:
+    with open(path) as f:
+      old = _normalized(json.load(f))
+    diff = config_differences(old, new)
+    if diff and replace_unused and holds_no_run(workdir):
+      resuming = False
+    elif diff and not allow_config_change:
+      raise ValueError(
+          f"workdir {workdir!r} holds a run with another config; differing fields: "
+          f"{'; '.join(diff)}. Use another --workdir, or pass --allow_config_change to "
+          "continue with the new config."
+      )
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    f.write(json.dumps(new, indent=2, sort_keys=True) + "\n")
+  os.replace(tmp, path)
+  return resuming
