@@ -25,6 +25,7 @@ import optax
 from flax.training import train_state
 
 from msal_jax import augment as augment_lib
+from msal_jax import placement, train_mesh
 
 
 class TrainState(train_state.TrainState):
@@ -57,6 +58,14 @@ class Trainer:
     augment: random 4-pixel crop and horizontal flip of each training image
       (:func:`msal_jax.augment.random_crop_flip`, on device, inside the train
       step); inference never augments.
+    mesh: ``None`` (one device: the programs and their arguments are exactly
+      those without this field) or a 1-D :class:`jax.sharding.Mesh` (e.g.
+      :func:`msal_jax.placement.make_mesh`, Auto axes): data-parallel
+      training and pool inference split over its devices, as
+      :mod:`msal_jax.train_mesh` describes. Place the arrays once per
+      experiment with :meth:`place_train_images` and :meth:`place_pool`.
+    traces: compilations per program (``init``, ``train_step``, ``shuffle``,
+      ``eval_step``, ``mc_step``), with or without a mesh.
   """
 
   model: nn.Module
@@ -68,6 +77,7 @@ class Trainer:
   eval_batch_size: int = 1000
   augment: bool = False
   traces: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+  mesh: jax.sharding.Mesh | None = None
 
   def __post_init__(self):
     self.tx = optax.adam(self.learning_rate)
@@ -79,6 +89,19 @@ class Trainer:
     self._eval_step = jax.jit(self._counted("eval_step", self._eval_step_fn))
     self._shuffle = jax.jit(self._counted("shuffle", self._shuffle_fn))
     self._mc_step = jax.jit(self._counted("mc_step", self._mc_step_fn))
+    if self.mesh is not None:
+      self._mesh_programs(self.mesh)
+
+  def _mesh_programs(self, mesh: jax.sharding.Mesh) -> None:
+    # The same pure steps, compiled for the mesh (the trace counters keep their names).
+    placement.mesh_axis(mesh)  # a ValueError unless 1-D
+    self._init = train_mesh.jit_init(self._counted("init", self._init_fn), mesh)
+    self._train_step = train_mesh.jit_train_step(
+        self._counted("train_step", self._train_step_fn), mesh)
+    self._pool_predict = train_mesh.jit_predict(
+        self._counted("eval_step", self._eval_step_fn), mesh, self.eval_batch_size)
+    self._pool_predict_mc = train_mesh.jit_predict_mc(
+        self._counted("mc_step", self._mc_step_fn), mesh, self.eval_batch_size)
 
   def _counted(self, name: str, fn: Callable) -> Callable:
     @functools.wraps(fn)
@@ -143,6 +166,33 @@ class Trainer:
 
   # -- host-side drivers -----------------------------------------------------
 
+  def place_pool(self, images: Any) -> jax.Array:
+    """The pool (or test) images for :meth:`predict` / :meth:`predict_mc`; call once.
+
+    One device: ``jnp.asarray(images)``. Mesh: rows split over it and padded
+    with zero images to :meth:`pool_rows` (:func:`msal_jax.placement.shard_pool`:
+    host arrays and memmaps are read one device block at a time), so each
+    device holds ``1 / devices`` of the pool.
+    """
+    if self.mesh is None:
+      return jnp.asarray(images)
+    return placement.shard_pool(images, self.mesh)
+
+  def place_train_images(self, images: Any) -> jax.Array:
+    """The images :meth:`fit` gathers its batches from; call once per experiment.
+
+    One device: ``jnp.asarray(images)``. Mesh: a whole copy on every device,
+    so each device gathers its batch rows locally: ``N * H * W * Ch`` bytes
+    (``uint8``) per device, e.g. 153.6 MB for CIFAR-10's 50,000 images.
+    """
+    if self.mesh is None:
+      return jnp.asarray(images)
+    return placement.replicate(images, self.mesh)
+
+  def pool_rows(self, num: int) -> int:
+    """Rows of :meth:`place_pool`'s array, so of the mesh outputs, for ``num`` images."""
+    return num if self.mesh is None else placement.padded_size(num, self.mesh)
+
   def init(self, key: jax.Array) -> TrainState:
     """A freshly initialised model and optimizer (the paper retrains from scratch)."""
     return self._init(key)
@@ -166,6 +216,14 @@ class Trainer:
     start of the epoch at weight 0 (they still pass through BatchNorm, which
     keeps every batch the same shape).
 
+    With a mesh the state, ``images`` and ``labels`` are replicated on it
+    (:meth:`place_train_images` does it once; arrays placed elsewhere are
+    copied here, on every call) and each batch is split over its devices; a
+    ``batch_size`` that does not divide the device count is padded to
+    :func:`msal_jax.train_mesh.global_batch` rows of weight 0
+    (:func:`~msal_jax.train_mesh.pad_batches`), which pass through BatchNorm.
+    The state stays replicated and is donated, as on one device.
+
     Raises:
       NonFiniteLossError: the loss became NaN or infinite (names the step).
     """
@@ -177,6 +235,8 @@ class Trainer:
     weight = np.zeros(padded, np.float32)
     weight[:num_labeled] = 1.0
     weight = weight.reshape(steps, self.batch_size)
+    if self.mesh is not None:
+      state, images, labels, key = self._on_mesh(state, images, labels, key)
     loss = float("nan")
     step = 0
     for epoch in range(epochs):
@@ -184,9 +244,9 @@ class Trainer:
       order = np.asarray(self._shuffle(ekey, labeled))[:num_labeled]
       order = np.resize(order, padded).reshape(steps, self.batch_size)
       losses = []
-      for i in range(steps):
+      for i, (idx, w) in enumerate(self._batches(order, weight)):
         state, step_loss = self._train_step(
-            state, images, labels, order[i], weight[i], jax.random.fold_in(ekey, 1 + i)
+            state, images, labels, idx, w, jax.random.fold_in(ekey, 1 + i)
         )
         losses.append(step_loss)
       # One host sync per epoch; on a fault, name the first bad step.
@@ -203,6 +263,17 @@ class Trainer:
         log(f"  epoch {epoch + 1}/{epochs}  loss {loss:.4f}")
     return state, float(loss)
 
+  def _batches(self, order: np.ndarray, weight: np.ndarray):
+    """The steps' ``(idx, weight)``: the host rows, or on a mesh padded and split over it."""
+    if self.mesh is None:
+      return zip(order, weight, strict=True)
+    return train_mesh.mesh_batches(order, weight, self.mesh)
+
+  def _on_mesh(self, state, *arrays):
+    """``state`` and ``arrays`` replicated on the mesh (already there: as they are)."""
+    rep = train_mesh.replicated(self.mesh)
+    return tuple(train_mesh.put(x, rep) for x in (state, *arrays))
+
   def predict_mc(
       self, state: TrainState, images: jax.Array, *, key: jax.Array, passes: int
   ) -> jax.Array:
@@ -210,7 +281,15 @@ class Trainer:
 
     BatchNorm uses its running averages; only dropout is stochastic, with an
     independent mask per pass and per sample.
+
+    With a mesh: ``[passes, R, C]`` over the rows ``R`` of
+    :meth:`place_pool`'s array, split over the mesh (axis 1), the same masks
+    and so the same values as on one device for rows ``< N`` (rows ``>= N``
+    are padding); not trimmed to ``N``, which would move rows between devices.
     """
+    if self.mesh is not None:
+      state, key = self._on_mesh(state, key)
+      return self._pool_predict_mc(state, self.place_pool(images), key, passes)
     num = images.shape[0]
     bs = self.eval_batch_size
     out = []
@@ -221,7 +300,17 @@ class Trainer:
     return jnp.concatenate(out, axis=1)[:, :num]
 
   def predict(self, state: TrainState, images: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Logits ``[N, C]`` and features ``[N, K]`` of every image, in fixed-size batches."""
+    """Logits ``[N, C]`` and features ``[N, K]`` of every image, in fixed-size batches.
+
+    With a mesh: ``[R, C]`` and ``[R, K]`` over the rows ``R`` of
+    :meth:`place_pool`'s array (placed here if it is not yet), split over the
+    mesh; rows ``>= N`` are padding (zero images), to be masked (as
+    :mod:`msal_jax.parallel` masks its own padding). Not trimmed to ``N``:
+    that would move rows between devices.
+    """
+    if self.mesh is not None:
+      (state,) = self._on_mesh(state)
+      return self._pool_predict(state, self.place_pool(images))
     num = images.shape[0]
     bs = self.eval_batch_size
     logits, feats = [], []
