@@ -14,6 +14,7 @@ a repeated override, so the later flag wins for every field, tuples included.
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -98,8 +99,8 @@ def unknown_field(config: ml_collections.ConfigDict, field: str) -> str | None:
     if name not in node:
       names = sorted(node.keys())
       full = [".".join([*seen, n]) for n in names]
-      close = difflib.get_close_matches(".".join([*seen, name]), full, n=3, cutoff=0.6)
-      hint = (f"did you mean {' or '.join(close)}?" if close
+      close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)  # by the last part
+      hint = (f"did you mean {' or '.join('.'.join([*seen, c]) for c in close)}?" if close
               else f"the fields {'of ' + here if here else 'at the top'} are "
               f"{', '.join(full)}.")
       return f"--config.{field}: the config has no field {'.'.join([*seen, name])}; {hint}"
@@ -126,9 +127,15 @@ def parse_flags(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) ->
   left (the program name), as absl's own parser does.
   """
   argv = flag_values.read_flags_from_files(argv, force_gnu=False)
+  path = _config_path(argv)
+  if path and not os.path.isfile(path.split(":", 1)[0]):
+    sys.exit(f"error: --config={path}: no file {path.split(':', 1)[0]!r}.")
   try:
     config = _load_config(argv, flag_values)
-  except Exception:  # noqa: BLE001 - a broken config file: absl's parse below reports it
+  except ValueError as e:  # get_config refused (e.g. an unknown variant): its own message
+    message = str(e).strip().splitlines()[-1].removeprefix("ValueError: ")
+    sys.exit(f"error: --config={path}: {message}")
+  except Exception:  # noqa: BLE001 - a broken config file: absl's parse below shows where
     config = None
   if config is not None:
     for field in override_fields(argv):

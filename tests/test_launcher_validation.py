@@ -9,6 +9,8 @@ import sys
 
 import ml_collections
 import pytest
+from absl import flags as absl_flags
+from ml_collections import config_flags
 
 from experiments import defaults, experiment, outputs, overrides
 from msal_jax import defaults as lib_defaults
@@ -34,7 +36,7 @@ def _launch(workdir, *extra):
 @pytest.mark.parametrize("override, line", [
     ("--config.al.bugdet=3",
      "error: --config.al.bugdet: the config has no field al.bugdet; did you mean al.budget or "
-     "al.beta?"),
+     "al.beta?"),  # difflib's ratio: budget 0.83, beta 0.6 (its default cutoff)
     # The config's fields are those of configs/mnist5k.py (experiments/defaults.py).
     ("--config.trian.epochs=3",
      "error: --config.trian.epochs: the config has no field trian; did you mean train?"),
@@ -156,3 +158,39 @@ def test_fields_left_out_take_msal_jax_defaults(monkeypatch):
   assert (exp.al.mc_passes, exp.al.ceal_delta, exp.al.ceal_decay, exp.al.ceal_cos) == (
       7, 0.25, 0.125, 0.5)
   assert (exp.train.eval_batch_size, exp.train.augment, exp.max_to_keep) == (96, True, 5)
+
+
+def _parse(*args):
+  """``overrides.parse_flags`` in-process, on a fresh FlagValues holding a --config flag."""
+  argv = ["run.py", *args]
+  flag_values = absl_flags.FlagValues()
+  config = config_flags.DEFINE_config_file("config", None, "", flag_values=flag_values,
+                                           sys_argv=argv)
+  overrides.parse_flags(argv, flag_values)
+  return config.value
+
+
+@pytest.mark.parametrize("args, line", [
+    (("--config=configs/nonexist.py",),
+     "error: --config=configs/nonexist.py: no file 'configs/nonexist.py'."),
+    (("--config=configs/mnist5k.py:bogus",),
+     "error: --config=configs/mnist5k.py:bogus: config variant 'bogus': allowed default, all "
+     "(--config=configs/mnist5k.py:all)."),
+    (("--config=configs/mnist5k.py", "--config.data.nmae=x"),
+     "error: --config.data.nmae: the config has no field data.nmae; did you mean data.name?"),
+    (("--config=configs/mnist5k.py", "--config.al.budget=abc"),
+     "error: flag --config.al.budget=abc: invalid literal for int() with base 10: 'abc'"),
+])
+def test_parse_errors_are_one_line(monkeypatch, args, line):
+  monkeypatch.chdir(ROOT)
+  with pytest.raises(SystemExit) as stop:
+    _parse(*args)
+  assert stop.value.code == line
+
+
+def test_parsed_config_keeps_the_last_of_repeated_overrides(monkeypatch):
+  monkeypatch.chdir(ROOT)
+  config = _parse("--config=configs/mnist5k.py", "--config.seeds=(0,)", "--config.seeds=(1,)",
+                  "--config.strategies=('msal',)", "--config.strategies", "('random', 'bald')",
+                  "--config.al.budget=3", "--config.al.budget=4")
+  assert (config.seeds, config.strategies, config.al.budget) == ((1,), ("random", "bald"), 4)
