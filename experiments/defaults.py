@@ -83,7 +83,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.al.beta = AL.beta
   config.al.mc_passes = AL.mc_passes  # T, passes of the MC-dropout strategies
   config.al.ceal_delta = AL.ceal_delta  # CEAL: entropy threshold delta_0 ...
-  config.al.ceal_decay = AL.ceal_decay  # ... minus this per round
+  config.al.ceal_decay = AL.ceal_decay  # ... minus this times t after query t (cumulative)
   config.al.ceal_cos = AL.ceal_cos  # CEAL(MSAL): pseudo-label when cos to nearest prototype > this
   # Human in the loop: each round writes queries/round_<r>.csv and stops; fill in the labels
   # and run the same command again to continue (one strategy, one seed).

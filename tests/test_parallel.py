@@ -49,7 +49,7 @@ def _pool(seed, n, num_classes, *, budget, beta, chunk_size, cases, frac_labeled
 # kernel variant once, not every strategy. Strategy names run
 # parallel.select; "stream_*" streaming with the mesh; top_k/bottom_k raw scores.
 STRATEGIES = ["random", "msal", "ceal_msal", "msal_d", "entropy", "least_conf_msal_d",
-              "var_ratio_msal"]
+              "var_ratio_mc_msal"]
 POOLS = {
     # 203 = 8 * 25 + 3 rows: the last device holds padding; 101 = 4 * 25 + 1 per process.
     "odd": _pool(0, 203, 5, budget=9, beta=3.0, chunk_size=50,
