@@ -60,7 +60,7 @@ class Trainer:
       step); inference never augments.
     mesh: ``None`` (one device: the programs and their arguments are exactly
       those without this field) or a 1-D :class:`jax.sharding.Mesh` (e.g.
-      :func:`msal_jax.placement.make_mesh`, Auto axes): data-parallel
+      :func:`msal_jax.placement.make_mesh`; an Auto axis): data-parallel
       training and pool inference split over its devices, as
       :mod:`msal_jax.train_mesh` describes. Place the arrays once per
       experiment with :meth:`place_train_images` and :meth:`place_pool`.
@@ -94,7 +94,7 @@ class Trainer:
 
   def _mesh_programs(self, mesh: jax.sharding.Mesh) -> None:
     # The same pure steps, compiled for the mesh (the trace counters keep their names).
-    placement.mesh_axis(mesh)  # a ValueError unless 1-D
+    train_mesh.check_mesh(mesh)  # a ValueError unless 1-D with an Auto axis
     self._init = train_mesh.jit_init(self._counted("init", self._init_fn), mesh)
     self._train_step = train_mesh.jit_train_step(
         self._counted("train_step", self._train_step_fn), mesh)

@@ -43,10 +43,25 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding
+from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from msal_jax.placement import mesh_axis, padded_size
+
+
+def check_mesh(mesh: Any) -> str:
+  """The axis name of a 1-D mesh with an Auto axis; a ``ValueError`` for anything else.
+
+  The train step relies on sharding propagation (the batch gather from
+  replicated images); an Explicit axis (``jax.make_mesh``'s default) would
+  need every such op annotated.
+  """
+  axis = mesh_axis(mesh)
+  if mesh.axis_types[0] != AxisType.Auto:
+    raise ValueError(
+        f"Trainer: mesh axis {axis!r} is {mesh.axis_types[0]}; pass an Auto axis "
+        "(msal_jax.placement.make_mesh, or jax.make_mesh(..., axis_types=(AxisType.Auto,))).")
+  return axis
 
 
 def global_batch(batch_size: int, mesh: Mesh) -> int:

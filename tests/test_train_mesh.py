@@ -203,13 +203,16 @@ def test_pad_batches_and_blocks():
   assert train_mesh.blocks_per_device(64, 8, 3, aligned=False) == 3
 
 
-def test_mesh_must_be_one_dimensional():
+def test_mesh_must_be_one_dimensional_and_auto():
   import jax
   from jax.sharding import Mesh
 
   mesh = Mesh(np.array(jax.devices()[:1]).reshape(1, 1), ("a", "b"))
   with pytest.raises(ValueError, match="1-D"):
     _trainer(16, mesh)
+  explicit = jax.make_mesh((1,), ("data",), axis_types=(jax.sharding.AxisType.Explicit,))
+  with pytest.raises(ValueError, match="pass an Auto axis"):
+    _trainer(16, explicit)
 
 
 if __name__ == "__main__":
