@@ -109,11 +109,14 @@ def run(
     *,
     log: Callable[[str], None] = print,
     dataset: data.Dataset | None = None,
+    progress_every: float | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
   """Runs every (strategy, seed) pair; returns ``{strategy: [summary per seed]}``.
 
   ``dataset``: the data as loaded (:func:`load_dataset`, before ``data.imbalance``);
   None loads it. The table ends the log, with a line defining its columns.
+  ``progress_every``: seconds between progress lines inside a round
+  (:func:`msal_jax.loop.run`; ``None``: 10 s on a terminal, else none).
   """
   if dataset is None:
     dataset = load_dataset(exp)
@@ -136,6 +139,7 @@ def run(
             max_to_keep=exp.max_to_keep, log=log, embedding_rounds=point.tsne_rounds,
             embedding_points=point.tsne_points,
             oracle="csv" if exp.hitl else _make_oracle(point, dataset, seed),
+            progress_every=progress_every,
         )
         summary.pop("rounds")
         summary.pop("variables")  # the network: each run's checkpoints hold it

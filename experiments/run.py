@@ -11,6 +11,10 @@ Everything that can be checked without writing is checked before the workdir
 is touched, each mistake in one line: a misspelled --config.<field> (with the
 closest valid names), every field's value, the budget against the pool (the
 data is opened first). A repeated --config.<field> keeps its last value.
+
+Progress inside a round (training epochs, pool scoring) is printed every
+--log_every seconds: 10 by default on a terminal, none when the output goes
+to a file; --log_every=0 turns it off.
 """
 
 from __future__ import annotations
@@ -36,6 +40,11 @@ _ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
     "allow_config_change", False,
     "Resume a workdir even though its config.json differs from --config.",
 )
+_LOG_EVERY = flags.DEFINE_float(
+    "log_every", None,
+    "Seconds between progress lines inside a round (training epochs, pool scoring); 0: none. "
+    "Default: 10 when standard output is a terminal, none when it is a file.",
+)
 flags.mark_flags_as_required(["config"])
 
 
@@ -54,6 +63,9 @@ def main(argv: list[str]) -> None:
     logging.set_verbosity(logging.WARNING)
   config = _CONFIG.value
   log = lambda s: print(s, flush=True)  # noqa: E731
+  if _LOG_EVERY.value is not None and not _LOG_EVERY.value >= 0:
+    sys.exit(f"error: --log_every must be >= 0 seconds (0: no progress lines), got "
+             f"{_LOG_EVERY.value}.")
   try:
     exp = experiment.Experiment.from_config(config)  # every field checked before any work
     dataset = experiment.load_dataset(exp)
@@ -65,7 +77,8 @@ def main(argv: list[str]) -> None:
         config, workdir, allow_config_change=_ALLOW_CONFIG_CHANGE.value, replace_unused=True
     )
     log(f"workdir: {os.path.abspath(workdir)}{' (resuming)' if resuming else ''}")
-    results = experiment.run(exp, workdir, log=log, dataset=dataset)
+    results = experiment.run(exp, workdir, log=log, dataset=dataset,
+                             progress_every=_LOG_EVERY.value)
   except (ValueError, FileNotFoundError, FloatingPointError) as e:
     # Bad input or a diverged run: one clear line, no traceback.
     sys.exit(f"error: {e}")

@@ -79,6 +79,11 @@ class ActiveLearningConfig:
 
   def check_pool(self, pool_size: int) -> None:
     """Fails when the pool cannot supply the initial set plus the budget."""
+    if self.initial >= pool_size:
+      raise ValueError(
+          f"al.initial ({self.initial}) leaves no sample of the pool ({pool_size} samples) to "
+          f"query: lower al.initial to at most {pool_size - 1}."
+      )
     if self.initial + self.budget > pool_size:
       raise ValueError(
           f"al.initial ({self.initial}) + al.budget ({self.budget}) = "

@@ -62,3 +62,13 @@ def test_progress_lines_do_not_change_the_run(tmp_path, mnist5k_head):
   with open(os.path.join(loop_fixtures.FIXTURES, "entropy.json")) as f:
     expected = json.load(f)
   assert json.loads(json.dumps(loop_fixtures._files(str(tmp_path)))) == expected
+
+
+def test_check_pool_names_the_field_to_lower():
+  al = loop.ActiveLearningConfig(initial=100, batch=10, budget=50)
+  al.check_pool(150)  # 100 + 50 fit exactly
+  with pytest.raises(ValueError, match=r"lower al.budget to at most 40\."):
+    al.check_pool(140)
+  with pytest.raises(ValueError, match=r"al.initial \(100\) leaves no sample of the pool \(100 "
+                     r"samples\) to query: lower al.initial to at most 99\."):
+    al.check_pool(100)
