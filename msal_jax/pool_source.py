@@ -8,7 +8,8 @@ Ch)`` that can be read two ways:
 * ``chunks(chunk_size)``: the whole pool in order, ``(start, [chunk_size, H,
   W, Ch])`` pairs, the last chunk padded with zeros to ``chunk_size`` so that
   one compiled step serves every chunk; a background thread reads up to
-  ``prefetch`` chunks ahead (a bounded queue), so reading overlaps computing.
+  ``prefetch`` chunks ahead (a bounded queue), so reading overlaps computing
+  (:class:`msal_jax.read_ahead.ChunkIterator`, re-exported here).
 
 Sources: :class:`ArrayPool` (a numpy array in memory, the fast path),
 :class:`NpyPool` (a memory-mapped ``.npy``), :class:`TfdsPool` (a
@@ -23,13 +24,21 @@ from __future__ import annotations
 import concurrent.futures
 import mmap
 import os
-import queue
-import threading
 import weakref
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+
+# The read-ahead (a concept of its own) lives in read_ahead; its names are
+# re-exported here, where the sources' users look for them.
+from msal_jax.read_ahead import DEFAULT_PREFETCH, ChunkIterator
+
+__all__ = [
+    "DEFAULT_PREFETCH", "DEFAULT_WORKERS", "IMAGE_EXTENSIONS", "IN_MEMORY_LIMIT_BYTES",
+    "ArrayPool", "ChunkIterator", "FolderPool", "NpyPool", "PoolSource", "TfdsPool",
+    "list_images", "open_pool",
+]
 
 # Pools of at most this many bytes of pixels are read into memory (ArrayPool);
 # larger ones are streamed. 4 GiB: the in-memory loop places the whole pool on
@@ -37,7 +46,6 @@ import numpy as np
 # holds that. Override per call: open_pool(..., limit_bytes=...).
 IN_MEMORY_LIMIT_BYTES = 4 << 30
 
-DEFAULT_PREFETCH = 2  # chunks read ahead by the background thread
 DEFAULT_WORKERS = min(8, os.cpu_count() or 1)  # FolderPool decoding threads
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
@@ -59,97 +67,6 @@ class PoolSource(Protocol):
   def chunks(self, chunk_size: int, *, prefetch: int = DEFAULT_PREFETCH) -> ChunkIterator:
     """``(start, [chunk_size, H, W, Ch] uint8)`` over the pool, the last one zero-padded."""
     ...
-
-
-# ---------------------------------------------------------------------------
-# read-ahead
-# ---------------------------------------------------------------------------
-
-_DONE = object()
-
-
-def _produce(read_range, num: int, chunk_size: int, out: queue.Queue,
-             stop: threading.Event) -> None:
-  """The read-ahead thread: puts ``(start, chunk)``, then ``_DONE`` or the error raised."""
-
-  def put(item) -> bool:
-    while not stop.is_set():
-      try:
-        out.put(item, timeout=0.05)
-        return True
-      except queue.Full:
-        continue
-    return False
-
-  try:
-    for start in range(0, num, chunk_size):
-      stop_row = min(start + chunk_size, num)
-      rows = read_range(start, stop_row)
-      if stop_row - start < chunk_size:  # fixed shape: zero rows after the pool's end
-        padded = np.zeros((chunk_size, *rows.shape[1:]), rows.dtype)
-        padded[: stop_row - start] = rows
-        rows = padded
-      if not put((start, rows)):
-        return
-    put(_DONE)
-  except BaseException as e:  # handed to the consumer, which re-raises it
-    put(e)
-
-
-class ChunkIterator:
-  """Iterator of ``(start, chunk)`` read ahead by a daemon thread; a context manager.
-
-  ``close()`` (called by ``with``, by exhausting the iterator, or when the
-  iterator is garbage-collected) stops the thread: it checks a stop flag
-  between chunks and never blocks on a full queue for longer than 50 ms. An
-  error raised while reading is re-raised by ``next()`` in the consumer.
-  """
-
-  def __init__(self, read_range, num: int, chunk_size: int, prefetch: int):
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-      raise ValueError(f"chunks: chunk_size must be an int >= 1, got {chunk_size!r}.")
-    if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 1:
-      raise ValueError(f"chunks: prefetch must be an int >= 1, got {prefetch!r}.")
-    self._queue: queue.Queue = queue.Queue(maxsize=prefetch)
-    self._stop = threading.Event()
-    self.thread = threading.Thread(
-        target=_produce, args=(read_range, num, chunk_size, self._queue, self._stop),
-        name="pool-read-ahead", daemon=True)
-    self.thread.start()
-    # The thread holds no reference to self: dropping the iterator stops it.
-    self._finalizer = weakref.finalize(self, self._stop.set)
-
-  def __iter__(self) -> ChunkIterator:
-    return self
-
-  def __next__(self) -> tuple[int, np.ndarray]:
-    if self._stop.is_set():
-      raise StopIteration
-    item = self._queue.get()
-    if item is _DONE:
-      self.close()
-      raise StopIteration
-    if isinstance(item, BaseException):
-      self.close()
-      raise item
-    return item
-
-  def close(self, timeout: float = 10.0) -> None:
-    """Stops the read-ahead thread and waits for it (at most ``timeout`` seconds)."""
-    self._stop.set()
-    while True:  # free the queue so that a blocked put returns at once
-      try:
-        self._queue.get_nowait()
-      except queue.Empty:
-        break
-    if self.thread is not threading.current_thread():
-      self.thread.join(timeout)
-
-  def __enter__(self) -> ChunkIterator:
-    return self
-
-  def __exit__(self, *exc) -> None:
-    self.close()
 
 
 # ---------------------------------------------------------------------------
