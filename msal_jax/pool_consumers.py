@@ -30,6 +30,7 @@ import numpy as np
 
 from msal_jax import scoring
 from msal_jax.pool_top_k import NO_ROW, sharded_top_k
+from msal_jax.streaming import merge_top_k
 
 _argmax = jax.jit(lambda logits: jnp.argmax(logits, -1).astype(jnp.int32))
 
@@ -103,20 +104,10 @@ def _score_inputs(score: str) -> tuple[str, ...]:
 
 @functools.partial(jax.jit, static_argnames=("score", "k", "carry", "nonfinite"))
 def _merge(state, inputs, labeled, offset, *, score, k, carry, nonfinite):
-  # streaming._step on one device: the running top k first (lower pool
-  # indices), so lax.top_k's lower-position rule keeps ties in index order.
-  vals, idx, feats, count, first_bad, num_bad = sharded_top_k(
-      inputs, labeled, offset, score=score, k=k, carry=carry, mesh=None, nonfinite=nonfinite)
-  all_vals = jnp.concatenate([state["vals"], vals.astype(state["vals"].dtype)])
-  _, pos = jax.lax.top_k(all_vals, k)
-  return {
-      "vals": all_vals[pos],
-      "idx": jnp.concatenate([state["idx"], idx])[pos],
-      "feats": jnp.concatenate([state["feats"], feats.astype(state["feats"].dtype)])[pos],
-      "count": state["count"] + count,
-      "first_bad": jnp.minimum(state["first_bad"], first_bad),
-      "num_bad": state["num_bad"] + num_bad,
-  }
+  # streaming's step on one device: the chunk's top k, merged with the running one.
+  candidates = sharded_top_k(inputs, labeled, offset, score=score, k=k, carry=carry, mesh=None,
+                             nonfinite=nonfinite)
+  return merge_top_k(state, candidates)
 
 
 class TopK:

@@ -106,13 +106,20 @@ class _ChunkReader:
     return out
 
 
-@functools.partial(jax.jit, static_argnames=("score", "k", "carry", "mesh", "nonfinite"))
-def _step(state, inputs, labeled, offset, *, score, k, carry, mesh, nonfinite):
-  vals, idx, feats, count, first_bad, num_bad = sharded_top_k(
-      inputs, labeled, offset, score=score, k=k, carry=carry, mesh=mesh,
-      nonfinite="keep" if nonfinite == "keep" else "skip" if nonfinite == "skip" else "count")
-  # The running top k first: it holds lower pool indices, so lax.top_k's
-  # lower-position rule keeps ties in pool-index order.
+def merge_top_k(state: Mapping[str, jax.Array], candidates: tuple[jax.Array, ...]
+                ) -> dict[str, jax.Array]:
+  """The running top ``k`` ``state`` merged with one chunk's top-``k`` ``candidates``.
+
+  ``candidates`` is :func:`msal_jax.pool_top_k.sharded_top_k`'s ``(vals [k],
+  idx [k], feats [k, F], count, first_bad, num_bad)`` of a chunk whose rows
+  all come after the rows already merged; ``state`` has the same keys as the
+  result (``vals``, ``idx``, ``feats``, ``count``, ``first_bad``,
+  ``num_bad``). Called inside a jitted step, on one device (the candidates are
+  replicated). The running top ``k`` goes first: it holds lower pool indices,
+  so ``lax.top_k``'s lower-position rule keeps ties in pool-index order.
+  """
+  vals, idx, feats, count, first_bad, num_bad = candidates
+  k = state["vals"].shape[0]
   all_vals = jnp.concatenate([state["vals"], vals.astype(state["vals"].dtype)])
   _, pos = jax.lax.top_k(all_vals, k)
   return {
@@ -123,6 +130,14 @@ def _step(state, inputs, labeled, offset, *, score, k, carry, mesh, nonfinite):
       "first_bad": jnp.minimum(state["first_bad"], first_bad),
       "num_bad": state["num_bad"] + num_bad,
   }
+
+
+@functools.partial(jax.jit, static_argnames=("score", "k", "carry", "mesh", "nonfinite"))
+def _step(state, inputs, labeled, offset, *, score, k, carry, mesh, nonfinite):
+  candidates = sharded_top_k(
+      inputs, labeled, offset, score=score, k=k, carry=carry, mesh=mesh,
+      nonfinite="keep" if nonfinite == "keep" else "skip" if nonfinite == "skip" else "count")
+  return merge_top_k(state, candidates)
 
 
 def _check_sources(name: str, sources: Mapping[str, Any], labeled: Any) -> int:
