@@ -3,7 +3,11 @@
 benchmarks/selection.py asserts that msal-jax, its streamed path, numpy and (when
 installed) PyTorch select the same samples, and that the blocked top-k equals
 lax.top_k; benchmarks/entropy_forms.py reports each form's difference from the
-library's entropy. Both are documented in docs/benchmarks.md; this keeps them working.
+library's entropy; benchmarks/kmeans.py compares msal-jax's k-means with
+scikit-learn's (docs/fidelity.md); benchmarks/out_of_core.py streams a memory-mapped
+pool under an enforced memory limit and exits non-zero when that limit does not
+bite or when the streamed selection differs from the in-memory one. They are
+documented in docs/benchmarks.md; this keeps them working.
 """
 
 import os
@@ -41,3 +45,29 @@ def test_entropy_forms_benchmark():
   assert float(diffs["entropy (column max)"]) == 0.0  # the same max, the same formula
   for form in ("online reduce", "variadic add", "stacked sums"):  # other summation orders
     assert float(diffs[f"entropy ({form})"]) < 1e-5
+
+
+def test_kmeans_benchmark_matches_sklearn():
+  out = _run("kmeans.py", "--sizes=3000", "--seeds=1", "--budget=20")
+  assert re.search(r"b = 20, .* n_init = 10, sklearn algorithm elkan", out), out
+  rows = re.findall(r"^\| 3,000 \| (\d+) \| (\S+) \| (\S+) \| (\S+) \|", out, re.M)
+  assert [r[0] for r in rows] == ["0"], out
+  ours, ref, ratio = (float(v) for v in rows[0][1:])
+  assert abs(ours / ref - ratio) < 1e-3, out  # the ratio is of the two inertias shown
+  # The bound tests/test_clustering.py holds msal-jax's k-means to against KMeans(n_init=10).
+  assert 0.9 < ratio <= 1.005, out
+  mean = re.search(r"^mean inertia ratio (\S+) \(max (\S+)\)", out, re.M)
+  assert mean and float(mean.group(1)) == float(mean.group(2)) == ratio, out
+
+
+def test_out_of_core_benchmark(tmp_path):
+  # The script itself exits non-zero when the limit is not enforced or when the
+  # streamed selection differs from the in-memory one; _run asserts it exits 0.
+  out = _run("out_of_core.py", "--gb=0.05", "--subset=5000", "--chunk=4000", "--repeats=1",
+             f"--dir={tmp_path}")
+  rows = int(0.05 * 10**9) // (32 * 32 * 3)
+  assert f"pool {rows} x 32x32x3 uint8 = 0.05 GB, RLIMIT_DATA 1.0 GiB (enforced" in out, out
+  assert re.search(r"^streamed pass: [\d.]+ s, \d+ images/s, peak RSS \d+ MB", out, re.M), out
+  assert "in-memory pass (5000 rows, Trainer.predict + select)" in out, out
+  assert re.search(r"^streamed / in-memory images/s: [\d.]+x$", out, re.M), out
+  assert not list(tmp_path.iterdir())  # the pool file is removed (no --keep)
