@@ -27,10 +27,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
 
 from msal_jax import hitl, metrics, oracles, prototypes, pseudo, run_state, strategies
 from msal_jax.checkpoint import RoundCheckpointer
 from msal_jax.data import Dataset
+from msal_jax.devices import gathered, mesh_select, run_mesh
 from msal_jax.progress import Progress
 from msal_jax.rounds import Run, run_round
 from msal_jax.run_files import RunFiles
@@ -80,13 +82,25 @@ def _start_mask(dataset: Dataset, al: ActiveLearningConfig,
   return start_mask
 
 
+def _placed(trainer: Trainer, dataset: Dataset) -> dict[str, Any]:
+  """The pool and test images on the devices, once per run (:class:`Run`'s fields)."""
+  if trainer.mesh is None:  # one device: one copy of the pool serves training and inference
+    pool = jnp.asarray(dataset.pool_images)
+    return dict(pool_images=pool, train_images=pool, test_images=jnp.asarray(dataset.test_images),
+                num_pool=dataset.num_pool, num_test=dataset.num_test)
+  return dict(pool_images=trainer.place_pool(dataset.pool_images),
+              train_images=trainer.place_train_images(dataset.pool_images),
+              test_images=trainer.place_pool(dataset.test_images),
+              num_pool=dataset.num_pool, num_test=dataset.num_test)
+
+
 def build(dataset: Dataset, *, strategy: str, seed: int, al: ActiveLearningConfig,
           train: TrainConfig, model: ModelConfig, workdir: str | None = None,
           oracle: str | Callable[[np.ndarray], Any] = "dataset",
           initial_set: np.ndarray | Sequence[int] | None = None,
           embedding_rounds: Sequence[int] = (), embedding_points: int = 2000,
-          log: Callable[[str], None] = print,
-          progress_every: float = 0.0) -> tuple[Run, RoundState]:
+          log: Callable[[str], None] = print, progress_every: float = 0.0,
+          devices: int | Sequence[jax.Device] | Mesh | None = None) -> tuple[Run, RoundState]:
   """The fixed context of a run and its round-0 state; every check before any work."""
   strat = strategies.get(strategy)
   start_mask = _start_mask(dataset, al, initial_set)
@@ -99,13 +113,16 @@ def build(dataset: Dataset, *, strategy: str, seed: int, al: ActiveLearningConfi
                      "are needed.")
   check_dropout([strategy], model)
   net = model.build(dataset.num_classes, strat.head, dataset.image_shape)
+  mesh = run_mesh(devices)
   trainer = Trainer(
       net, dataset.image_shape, dataset.mean, dataset.std,
       learning_rate=train.learning_rate, batch_size=train.batch_size,
-      eval_batch_size=train.eval_batch_size, augment=train.augment,
+      eval_batch_size=train.eval_batch_size, augment=train.augment, mesh=mesh,
   )
   traces = trainer.traces
   select = _counted(traces, "select", strat.select, static_argnames=("budget", "beta"))
+  if mesh is not None:
+    select = mesh_select(strategy, mesh, select)
   root = jax.random.PRNGKey(seed)
   if start_mask is None:
     start_mask = initial_labeled(jax.random.fold_in(root, _KEY_INITIAL_SET), dataset.num_pool,
@@ -114,11 +131,12 @@ def build(dataset: Dataset, *, strategy: str, seed: int, al: ActiveLearningConfi
   context = Run(
       name=strategy, strategy=strat, al=al, train=train, trainer=trainer, select=select,
       pseudo=pseudo.make(strategy, strat, al, pool_truth,
-                         lambda fn: _counted(traces, "pseudo", fn)),
+                         lambda fn: _counted(traces, "pseudo", fn),
+                         gather=gathered if mesh is not None else None),
       oracle=answerer,
       prototypes=prototypes.simplex(dataset.num_classes) if strat.head == "max_sep" else None,
-      pool_images=jnp.asarray(dataset.pool_images), test_images=jnp.asarray(dataset.test_images),
-      pool_truth=pool_truth, test_labels=np.asarray(dataset.test_labels),
+      **_placed(trainer, dataset), mesh=mesh, pool_truth=pool_truth,
+      test_labels=np.asarray(dataset.test_labels),
       round_keys=jax.random.fold_in(root, _KEY_ROUNDS), tag=tag,
       progress=Progress(log, every=progress_every, prefix=tag),
   )
@@ -215,22 +233,19 @@ def run(
     initial_set: np.ndarray | Sequence[int] | None = None,
     oracle: str | Callable[[np.ndarray], Any] = "dataset",
     progress_every: float | None = None,
+    devices: int | Sequence[jax.Device] | Mesh | None = None,
 ) -> dict[str, Any]:
   """Runs one (strategy, seed) active-learning experiment, resuming if it can.
 
   Args:
-    dataset: pool and test arrays.
-    strategy: a name in :data:`msal_jax.strategies.STRATEGIES`.
-    seed: root of every key (initial set, model inits, training order, queries).
+    dataset, strategy, seed: pool and test arrays; a name in
+      :data:`msal_jax.strategies.STRATEGIES`; the root of every key.
     al, train, model: typed settings.
-    workdir: when given, ``rounds.jsonl`` (one line per round, written as the
-      round ends), a checkpoint per round under ``checkpoints/``,
-      ``summary.json`` and ``curve.png`` are written there, and a run that
-      finds checkpoints there continues after the last finished round (which
-      gives exactly what an uninterrupted run gives: every key is derived from
-      the seed and the round).
-    max_to_keep: round checkpoints kept (``None``: all).
-    log: progress printer.
+    workdir: gets ``rounds.jsonl`` (a line per finished round), a checkpoint
+      per round (``checkpoints/``), ``summary.json`` and ``curve.png``; a run
+      finding checkpoints there continues after the last finished round, as
+      an uninterrupted run would (every key derives from seed and round).
+    max_to_keep, log: round checkpoints kept (``None``: all); line printer.
     embedding_rounds: rounds whose pool features are saved for t-SNE, to
       ``embeddings/round_<r>.npz`` (see :func:`msal_jax.report.save_embeddings`):
       a fixed random sample of ``embedding_points`` pool samples (the same in
@@ -245,6 +260,9 @@ def run(
       (needs ``workdir``) reads the filled-in labels and goes on (:mod:`hitl`).
     progress_every: seconds between progress lines inside a round (epochs, pool
       scoring); 0: none; ``None``: 10 s on a terminal, else none.
+    devices: ``None`` every device of the default backend, an int that many,
+      or devices / a 1-D mesh (:mod:`msal_jax.devices`); one device is today's
+      one-device path exactly.
 
   Returns:
     The summary: strategy, dataset, seed, aubc, f_acc, accuracies,
@@ -259,7 +277,7 @@ def run(
   context, state = build(
       dataset, strategy=strategy, seed=seed, al=al, train=train, model=model, workdir=workdir,
       oracle=oracle, initial_set=initial_set, embedding_rounds=embedding_rounds,
-      embedding_points=embedding_points, log=log, progress_every=every)
+      embedding_points=embedding_points, log=log, progress_every=every, devices=devices)
   identity = {"strategy": strategy, "seed": seed, "dataset": dataset.name,
               "num_pool": dataset.num_pool}
   files, variables, ckpt = context.files, None, None

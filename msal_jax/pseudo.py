@@ -32,6 +32,7 @@ class PseudoStep:
   al: ActiveLearningConfig
   pool_truth: np.ndarray  # [N] ground truth, -1 where unknown
   select: Callable[..., Any] | None = None
+  gather: Callable[[Any], Any] | None = None  # on a mesh: outputs to one device first
 
   def __call__(self, state, outputs: strategies.PoolOutputs, pool_pred: np.ndarray,
                queried: list[int]) -> dict[str, Any]:
@@ -51,6 +52,8 @@ class PseudoStep:
       threshold = strategies.ceal_threshold(
           self.name, state.round, delta=self.al.ceal_delta, decay=self.al.ceal_decay,
           cos=self.al.ceal_cos)
+      if self.gather is not None:
+        outputs = self.gather(outputs)
       state.pseudo_mask = np.asarray(self.select(outputs, jnp.asarray(after), threshold))
       state.pseudo_labels = pool_pred.astype(np.int32)
     else:
@@ -59,7 +62,8 @@ class PseudoStep:
 
 
 def make(name: str, strategy: strategies.Strategy, al: ActiveLearningConfig,
-         pool_truth: np.ndarray, jit: Callable[[Callable], Callable]) -> PseudoStep:
+         pool_truth: np.ndarray, jit: Callable[[Callable], Callable], *,
+         gather: Callable[[Any], Any] | None = None) -> PseudoStep:
   """The hook of strategy ``name``; ``jit`` compiles (and counts) its pseudo function."""
   select = jit(strategy.pseudo) if strategy.pseudo is not None else None
-  return PseudoStep(name, al, pool_truth, select)
+  return PseudoStep(name, al, pool_truth, select, gather)

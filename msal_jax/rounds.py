@@ -21,6 +21,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
 
 from msal_jax import metrics, oracles, pseudo, report, strategies
 from msal_jax.progress import Progress
@@ -50,8 +51,11 @@ class Run:
   pseudo: pseudo.PseudoStep
   oracle: oracles.Oracle
   prototypes: jax.Array | None
-  pool_images: jax.Array
-  test_images: jax.Array
+  pool_images: jax.Array  # placed for inference (on a mesh: rows split, padded)
+  test_images: jax.Array  # likewise
+  train_images: jax.Array  # placed for training (on a mesh: replicated)
+  num_pool: int
+  num_test: int
   pool_truth: np.ndarray  # [N] ground truth, -1 where unknown
   test_labels: np.ndarray
   round_keys: jax.Array
@@ -60,6 +64,7 @@ class Run:
   embedding_rounds: frozenset[int] = frozenset()
   embedding_sample: np.ndarray | None = None
   files: RunFiles | None = None
+  mesh: Mesh | None = None  # None: one device, today's programs exactly
 
   @property
   def traces(self):
@@ -68,6 +73,13 @@ class Run:
   @property
   def known(self) -> np.ndarray:
     return self.pool_truth >= 0
+
+
+def _pool_rows(run: Run, x: Any, axis: int = 0) -> Any:
+  """The ``num_pool`` real rows of mesh outputs (padded to the devices); as is on one device."""
+  if run.mesh is None:
+    return x
+  return jax.tree.map(lambda a: jax.lax.slice_in_dim(a, 0, run.num_pool, axis=axis), x)
 
 
 def train_model(run: Run, state: RoundState, key_r: jax.Array) -> tuple[TrainState, float, float]:
@@ -81,7 +93,7 @@ def train_model(run: Run, state: RoundState, key_r: jax.Array) -> tuple[TrainSta
   progress = run.progress.step(f"round {state.round}: ")
   try:
     ts, loss = run.trainer.fit(
-        ts, run.pool_images, train_labels, train_mask, epochs=run.train.epochs,
+        ts, run.train_images, train_labels, train_mask, epochs=run.train.epochs,
         key=jax.random.fold_in(key_r, KEY_TRAIN), **progress.fit_kwargs(),
     )
   except NonFiniteLossError as e:
@@ -94,16 +106,16 @@ def evaluate(run: Run, ts: TrainState) -> tuple[float, float]:
   """Test accuracy of the round's model, and the seconds it took."""
   t0 = time.perf_counter()
   test_logits, _ = run.trainer.predict(ts, run.test_images)
-  acc = metrics.accuracy(np.asarray(jnp.argmax(test_logits, -1)), run.test_labels)
+  acc = metrics.accuracy(np.asarray(jnp.argmax(test_logits, -1))[:run.num_test],
+                         run.test_labels)
   return acc, time.perf_counter() - t0
 
 
 def score_pool(run: Run, state: RoundState, ts: TrainState) -> tuple[
     strategies.PoolOutputs, np.ndarray, float]:
   """The pool's outputs, predictions, and error rate over its unlabeled known samples."""
-  run.progress.say(f"round {state.round}: scoring the pool ({run.pool_images.shape[0]} "
-                   "samples)")
-  logits, feats = run.trainer.predict(ts, run.pool_images)
+  run.progress.say(f"round {state.round}: scoring the pool ({run.num_pool} samples)")
+  logits, feats = _pool_rows(run, run.trainer.predict(ts, run.pool_images))
   pool_pred = np.asarray(jnp.argmax(logits, -1))
   # Over the unlabeled samples whose ground truth is known (all, when benchmarking).
   err = metrics.unlabeled_error_rate(pool_pred, run.pool_truth, state.labeled | ~run.known)
@@ -119,8 +131,9 @@ def query(run: Run, state: RoundState, ts: TrainState, outputs: strategies.PoolO
   take = min(run.al.batch, run.al.budget - state.spent)
   key_q = jax.random.fold_in(key_r, KEY_QUERY)
   if run.strategy.needs_mc:
-    outputs = dataclasses.replace(outputs, mc_logits=run.trainer.predict_mc(
-        ts, run.pool_images, key=jax.random.fold_in(key_q, 1), passes=run.al.mc_passes))
+    mc_logits = run.trainer.predict_mc(ts, run.pool_images, key=jax.random.fold_in(key_q, 1),
+                                       passes=run.al.mc_passes)
+    outputs = dataclasses.replace(outputs, mc_logits=_pool_rows(run, mc_logits, axis=1))
   picked = np.asarray(run.select(key_q, outputs, jnp.asarray(state.labeled),
                                  budget=run.al.batch, beta=run.al.beta))
   queried = [int(i) for i in picked[picked >= 0][:take]]

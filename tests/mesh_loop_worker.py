@@ -1,0 +1,59 @@
+"""Runs the loop on 8 CPU devices and prints JSON (tests/test_loop_mesh.py starts it).
+
+  XLA_FLAGS=--xla_force_host_platform_device_count=8 python tests/mesh_loop_worker.py
+
+For each strategy a 2-query-round run over all 8 devices (the default), with
+the backend compilations counted per round (``jax.monitoring``); and the
+recorded ``entropy`` fixture case with ``devices=1``, which must be today's
+one-device path exactly.
+"""
+
+import json
+import os
+import sys
+import tempfile
+
+import jax
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import loop_fixtures  # noqa: E402
+
+from msal_jax import loop  # noqa: E402
+
+STRATEGIES = ("entropy", "msal_d", "bald", "kcenter", "ceal_entropy")
+
+
+def main() -> None:
+  compiles = []
+  jax.monitoring.register_event_duration_secs_listener(
+      lambda name, secs, **kw: compiles.append(1)
+      if name == "/jax/core/compile/backend_compile_duration" else None)
+  ds = loop_fixtures.dataset()
+  out = {"devices": jax.device_count(), "runs": {}}
+  for name in STRATEGIES:
+    per_round = []
+
+    def log(line, per_round=per_round):
+      if " round " in line and "/" in line.split(" round ")[1].split()[0]:
+        per_round.append(len(compiles))
+
+    kw = loop_fixtures._settings(loop, dropout=0.25 if name == "bald" else 0.0,
+                                 **({"ceal_delta": 2.2} if name.startswith("ceal") else {}))
+    with tempfile.TemporaryDirectory() as tmp:
+      summary = loop.run(ds, strategy=name, seed=0, workdir=tmp, log=log, **kw)
+      files = sorted(os.listdir(tmp))
+    out["runs"][name] = {
+        "compiles_at_round_end": per_round, "files": files,
+        "queried": [r["queried"] for r in summary["rounds"]],
+        "accuracies": summary["accuracies"], "traces": summary["traces"],
+    }
+  with tempfile.TemporaryDirectory() as tmp:
+    loop.run(ds, strategy="entropy", seed=0, workdir=tmp, log=lambda s: None, devices=1,
+             **loop_fixtures._settings(loop))
+    out["one_device_entropy"] = loop_fixtures._files(tmp)
+  print("RESULT " + json.dumps(out))
+
+
+if __name__ == "__main__":
+  main()
