@@ -13,6 +13,7 @@ gather the pool outputs to one device and run the one-device selection.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -38,6 +39,8 @@ def run_mesh(devices: int | Sequence[jax.Device] | Mesh | None) -> Mesh | None:
   of them; devices or a mesh as given. One device gives ``None`` (no mesh)."""
   if isinstance(devices, Mesh):
     return devices if devices.size > 1 else None
+  if isinstance(devices, jax.Device):
+    return None  # one device (pinned by the caller)
   available = jax.devices()
   if devices is None:
     chosen = available
@@ -51,6 +54,16 @@ def run_mesh(devices: int | Sequence[jax.Device] | Mesh | None) -> Mesh | None:
     if not chosen:
       raise ValueError("mesh.devices: an empty list of devices.")
   return make_mesh(chosen) if len(chosen) > 1 else None
+
+
+def pinned(devices: Any) -> contextlib.AbstractContextManager:
+  """``jax.default_device`` of a run given one device (thread-local: a grid of runs may
+  pin one per thread); a no-op otherwise."""
+  if isinstance(devices, jax.Device):
+    return jax.default_device(devices)
+  if isinstance(devices, Sequence) and len(devices) == 1 and isinstance(devices[0], jax.Device):
+    return jax.default_device(devices[0])
+  return contextlib.nullcontext()
 
 
 def gathered(outputs: strategies.PoolOutputs) -> strategies.PoolOutputs:

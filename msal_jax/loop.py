@@ -32,7 +32,7 @@ from jax.sharding import Mesh
 from msal_jax import hitl, metrics, oracles, prototypes, pseudo, run_state, strategies
 from msal_jax.checkpoint import RoundCheckpointer
 from msal_jax.data import Dataset
-from msal_jax.devices import gathered, mesh_select, run_mesh
+from msal_jax.devices import gathered, mesh_select, pinned, run_mesh
 from msal_jax.progress import Progress
 from msal_jax.rounds import Run, run_round
 from msal_jax.run_files import RunFiles
@@ -193,6 +193,20 @@ def _summary(run: Run, state: RoundState, dataset: Dataset, seed: int,
   return summary
 
 
+def _start(context: Run, state: RoundState, identity: dict[str, Any],
+           max_to_keep: int | None, log: Callable[[str], None]):
+  """``(checkpointer or None, state, variables)``: resumed from the workdir if it has a run."""
+  files = context.files
+  if files is None:
+    return None, state, None
+  ckpt = files.open_checkpoints(max_to_keep)
+  state, variables = run_state.resume(
+      ckpt, state, identity=identity, workdir=files.workdir, num_rounds=context.al.num_rounds,
+      oracle=context.oracle, log=log, tag=context.tag)
+  files.rewrite_rounds(state.records)
+  return ckpt, state, variables
+
+
 def _rounds(context: Run, state: RoundState, variables: dict[str, Any] | None,
             ckpt: RoundCheckpointer | None, identity: dict[str, Any],
             log: Callable[[str], None]) -> tuple[RoundState, dict[str, Any] | None]:
@@ -274,26 +288,22 @@ def run(
     when the run is finished.
   """
   every = _default_progress_every() if progress_every is None else progress_every
-  context, state = build(
-      dataset, strategy=strategy, seed=seed, al=al, train=train, model=model, workdir=workdir,
-      oracle=oracle, initial_set=initial_set, embedding_rounds=embedding_rounds,
-      embedding_points=embedding_points, log=log, progress_every=every, devices=devices)
-  identity = {"strategy": strategy, "seed": seed, "dataset": dataset.name,
-              "num_pool": dataset.num_pool}
-  files, variables, ckpt = context.files, None, None
-  if files is not None:
-    ckpt = files.open_checkpoints(max_to_keep)
-    state, variables = run_state.resume(
-        ckpt, state, identity=identity, workdir=workdir, num_rounds=al.num_rounds,
-        oracle=context.oracle, log=log, tag=context.tag)
-    files.rewrite_rounds(state.records)
-  start_all = time.perf_counter()
-  try:
-    state, variables = _rounds(context, state, variables, ckpt, identity, log)
-  finally:
-    if ckpt is not None:
-      ckpt.close()
+  with pinned(devices):  # one given device: this run's arrays live there
+    context, state = build(
+        dataset, strategy=strategy, seed=seed, al=al, train=train, model=model,
+        workdir=workdir, oracle=oracle, initial_set=initial_set,
+        embedding_rounds=embedding_rounds, embedding_points=embedding_points, log=log,
+        progress_every=every, devices=devices)
+    identity = {"strategy": strategy, "seed": seed, "dataset": dataset.name,
+                "num_pool": dataset.num_pool}
+    ckpt, state, variables = _start(context, state, identity, max_to_keep, log)
+    start_all = time.perf_counter()
+    try:
+      state, variables = _rounds(context, state, variables, ckpt, identity, log)
+    finally:
+      if ckpt is not None:
+        ckpt.close()
   summary = _summary(context, state, dataset, seed, time.perf_counter() - start_all)
-  if files is not None:
-    files.write_summary(summary)
+  if context.files is not None:
+    context.files.write_summary(summary)
   return {**summary, "rounds": state.records, "variables": variables}

@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import tempfile
+import threading
 
 import jax
 
@@ -52,6 +53,22 @@ def main() -> None:
     loop.run(ds, strategy="entropy", seed=0, workdir=tmp, log=lambda s: None, devices=1,
              **loop_fixtures._settings(loop))
     out["one_device_entropy"] = loop_fixtures._files(tmp)
+  # Two runs at once, each in its own thread pinned to its own device.
+  results = {}
+
+  def pinned(k):
+    with tempfile.TemporaryDirectory() as tmp:
+      summary = loop.run(ds, strategy="entropy", seed=0, workdir=tmp, log=lambda s: None,
+                         devices=[jax.devices()[k]], **loop_fixtures._settings(loop))
+      leaf = jax.tree.leaves(summary["variables"]["params"])[0]
+      results[k] = {"files": loop_fixtures._files(tmp), "device": leaf.device.id}
+
+  threads = [threading.Thread(target=pinned, args=(k,)) for k in (3, 5)]
+  for t in threads:
+    t.start()
+  for t in threads:
+    t.join()
+  out["pinned"] = {str(k): v for k, v in results.items()}
   print("RESULT " + json.dumps(out))
 
 

@@ -67,6 +67,21 @@ def test_devices_1_is_the_one_device_path(mesh_runs):
     assert a == b
 
 
+def test_runs_pinned_to_devices_in_threads(mesh_runs):
+  # The grid's building block: a run given one device keeps its arrays there,
+  # and two such runs in two threads give the files of the run made alone.
+  # (Threads share XLA:CPU's thread pool, which may move a loss in its last bits.)
+  alone = mesh_runs["one_device_entropy"]
+  for k in ("3", "5"):
+    got = mesh_runs["pinned"][k]
+    assert got["device"] == int(k)
+    assert got["files"]["summary"] == alone["summary"]
+    for a, b in zip(got["files"]["rounds"], alone["rounds"], strict=True):
+      a, b = dict(a), dict(b)
+      assert a.pop("train_loss") == pytest.approx(b.pop("train_loss"), rel=1e-6)
+      assert a == b
+
+
 @pytest.fixture(scope="module")
 def tiny(mnist5k_head):
   return mnist5k_head(300, 100, "tiny")
