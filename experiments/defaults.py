@@ -117,6 +117,14 @@ def get_config() -> ml_collections.ConfigDict:
   config.sweep.field = ml_collections.config_dict.placeholder(str)
   config.sweep.values = ()
 
+  # Devices (docs/devices.md). mesh.devices: None = every device of the default backend, one
+  # run data-parallel over them; 1 = one device; k = the first k. mesh.devices_per_run: None =
+  # each run uses all of mesh.devices; k = the grid's runs side by side, each on its own
+  # group of k of them (one thread per group).
+  config.mesh = ml_collections.ConfigDict()
+  config.mesh.devices = ml_collections.config_dict.placeholder(int)
+  config.mesh.devices_per_run = ml_collections.config_dict.placeholder(int)
+
   config.strategies = ("random", "entropy", "msal", "msal_d")
   config.seeds = (0, 1)
   return config

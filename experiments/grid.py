@@ -14,12 +14,13 @@ each such run resumable on its own.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from experiments import outputs
+from experiments import device_grid, outputs, shares
 from experiments.validation import Experiment
 from msal_jax import data, loop, report
 from msal_jax.data import longtail
@@ -103,6 +104,45 @@ def _note_diversity(exp: Experiment, dataset: data.Dataset, log: Callable[[str],
     )
 
 
+def _run_one(exp: Experiment, dataset: data.Dataset, job: shares.Job, workdir: str, *,
+             log: Callable[[str], None], progress_every: float | None,
+             devices: Any) -> dict[str, Any]:
+  """One (strategy, sweep value, seed) run of the grid with :func:`msal_jax.loop.run`."""
+  strategy, value, seed = job
+  point = dict(exp.sweep)[value] if value is not None else exp
+  summary = loop.run(
+      dataset, strategy=strategy, seed=seed, al=point.al, train=point.train,
+      model=point.model, workdir=exp.run_dir(workdir, strategy, seed, value),
+      max_to_keep=exp.max_to_keep, log=log, embedding_rounds=point.tsne_rounds,
+      embedding_points=point.tsne_points,
+      oracle="csv" if exp.hitl else _make_oracle(point, dataset, seed),
+      progress_every=progress_every, devices=devices,
+  )
+  summary.pop("rounds")
+  summary.pop("variables")  # the network: each run's checkpoints hold it
+  return summary
+
+
+def _run_jobs(exp: Experiment, dataset: data.Dataset, jobs: list[shares.Job], workdir: str,
+              log: Callable[[str], None], progress_every: float | None) -> list[dict[str, Any]]:
+  """The summaries of ``jobs``: one after another over ``mesh.devices``, or side by side on
+  groups of ``mesh.devices_per_run`` devices (:mod:`experiments.device_grid`)."""
+  run_one = functools.partial(_run_one, exp, dataset, workdir=workdir,
+                              progress_every=progress_every)
+  if exp.devices_per_run is None:
+    out = []
+    for job in jobs:
+      out.append(run_one(job, log=log, devices=exp.devices))
+      if out[-1].get("pending_labels"):  # al.hitl: one run, stopped for a person
+        break
+    return out
+  groups = device_grid.device_groups(exp.devices, exp.devices_per_run)
+  log(f"{len(jobs)} runs side by side on {len(groups)} groups of {exp.devices_per_run} "
+      f"device(s): {' '.join(device_grid.group_tag(g) for g in groups)}")
+  return device_grid.run_side_by_side(
+      jobs, lambda job, group, tagged: run_one(job, log=tagged, devices=group), groups, log)
+
+
 def run(
     exp: Experiment,
     workdir: str,
@@ -110,6 +150,7 @@ def run(
     log: Callable[[str], None] = print,
     dataset: data.Dataset | None = None,
     progress_every: float | None = None,
+    task: tuple[int, int] = (0, 1),
 ) -> dict[str, list[dict[str, Any]]]:
   """Runs every (strategy, seed) pair; returns ``{strategy: [summary per seed]}``.
 
@@ -117,6 +158,9 @@ def run(
   None loads it. The table ends the log, with a line defining its columns.
   ``progress_every``: seconds between progress lines inside a round
   (:func:`msal_jax.loop.run`; ``None``: 10 s on a terminal, else none).
+  ``task``: ``(i, n)``: only the i-th of n shares of the runs
+  (:func:`experiments.shares.share`); the tables are written once every run of
+  the grid has its files, else a line says which are missing.
   """
   if dataset is None:
     dataset = load_dataset(exp)
@@ -128,24 +172,22 @@ def run(
       f"{dataset.num_classes} classes, images {dataset.image_shape}"
   )
   _note_diversity(exp, dataset, log)
-  points = exp.sweep or ((None, exp),)
+  shares.write_runs_file(exp, workdir)
+  jobs = shares.share(shares.grid_jobs(exp), *task)
+  if task[1] > 1:
+    log(f"task {task[0]} of {task[1]}: {len(jobs)} of {len(shares.grid_jobs(exp))} runs: "
+        f"{', '.join(shares.run_folder(exp, j) for j in jobs) or 'none'}")
   results: dict[report.Key, list[dict[str, Any]]] = {}
-  for strategy in exp.strategies:
-    for value, point in points:
-      for seed in exp.seeds:
-        summary = loop.run(
-            dataset, strategy=strategy, seed=seed, al=point.al, train=point.train,
-            model=point.model, workdir=exp.run_dir(workdir, strategy, seed, value),
-            max_to_keep=exp.max_to_keep, log=log, embedding_rounds=point.tsne_rounds,
-            embedding_points=point.tsne_points,
-            oracle="csv" if exp.hitl else _make_oracle(point, dataset, seed),
-            progress_every=progress_every,
-        )
-        summary.pop("rounds")
-        summary.pop("variables")  # the network: each run's checkpoints hold it
-        if summary.get("pending_labels"):  # al.hitl: one run, stopped for a person
-          return {strategy: [summary]}  # no table yet: the launcher says which file to fill
-        results.setdefault(strategy if value is None else (strategy, value), []).append(summary)
+  for (strategy, value, _), summary in zip(jobs, _run_jobs(exp, dataset, jobs, workdir, log,
+                                                           progress_every), strict=False):
+    if summary.get("pending_labels"):
+      return {strategy: [summary]}  # no table yet: the launcher says which file to fill
+    results.setdefault(strategy if value is None else (strategy, value), []).append(summary)
+  missing, total = shares.missing_runs(workdir)
+  if missing:  # other tasks' shares: the last to end writes the tables
+    log(f"{shares.missing_line(missing, total)}; the tables are written when they are done "
+        f"(or: python -m experiments.report --workdir={workdir})")
+    return results
   # From the files, as `python -m experiments.report` does: the same bytes either way.
   report.write_report(workdir, log=log)
   outputs.log_table(workdir, log)

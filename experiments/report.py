@@ -8,6 +8,12 @@ embeddings the runs saved) under --workdir and writes there what
 timing.md / timing.csv, curves.png, error_rate.png, tsne.png (when
 embeddings were saved), sweep.md / sweep.png (in a sweep) and report.md
 (all of them on one page). See msal_jax/report.py.
+
+A grid split over the tasks of a job array (``--task_index/--num_tasks``)
+records its runs in ``runs.json``; while some of them have no summary.json
+yet, nothing is written: the runs missing are named on standard error and the
+exit status is 3 (``MISSING``), so a polling loop or a scheduler dependency
+can tell "not yet" from an error (status 1).
 """
 
 from __future__ import annotations
@@ -17,7 +23,10 @@ import sys
 
 from absl import app, flags
 
+from experiments import shares
 from msal_jax import report
+
+MISSING = 3  # exit status: some runs of the grid have no files yet
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "The experiment's output folder.")
 flags.mark_flags_as_required(["workdir"])
@@ -29,6 +38,11 @@ def main(argv: list[str]) -> None:
   workdir = _WORKDIR.value
   if not os.path.isdir(workdir):
     sys.exit(f"error: workdir {workdir!r} is not a directory.")
+  missing, total = shares.missing_runs(workdir)
+  if missing:
+    print(f"{shares.missing_line(missing, total, shown=len(missing))}; run this again when every "
+          "task of the grid has ended.", file=sys.stderr)
+    sys.exit(MISSING)
   try:
     written = report.write_report(workdir, log=lambda s: print(s, flush=True))
   except (ValueError, OSError) as e:

@@ -12,6 +12,13 @@ is touched, each mistake in one line: a misspelled --config.<field> (with the
 closest valid names), every field's value, the budget against the pool (the
 data is opened first). A repeated --config.<field> keeps its last value.
 
+Devices (docs/devices.md): --config.mesh.devices (None: every device, one run
+over them) and --config.mesh.devices_per_run=k (the grid's runs side by side,
+k devices each). A cluster job array: --task_index=I --num_tasks=N (or the
+scheduler's SLURM_ARRAY_TASK_ID / JOB_COMPLETION_INDEX) runs the I-th share of
+the grid into one shared --workdir; the task that finishes the grid writes
+the tables (else `python -m experiments.report --workdir=DIR` once all are done).
+
 Progress inside a round (training epochs, pool scoring) is printed every
 --log_every seconds: 10 by default on a terminal, none when the output goes
 to a file; --log_every=0 turns it off.
@@ -26,7 +33,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from experiments import experiment, overrides
+from experiments import experiment, outputs, overrides, shares
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file (configs/*.py).", lock_config=True
@@ -44,6 +51,16 @@ _LOG_EVERY = flags.DEFINE_float(
     "log_every", None,
     "Seconds between progress lines inside a round (training epochs, pool scoring); 0: none. "
     "Default: 10 when standard output is a terminal, none when it is a file.",
+)
+_TASK_INDEX = flags.DEFINE_integer(
+    "task_index", None,
+    "Run only this share of the grid's runs (0-based; with --num_tasks) into a workdir shared "
+    "by all tasks. Default: SLURM_ARRAY_TASK_ID, or JOB_COMPLETION_INDEX (Kubernetes).",
+)
+_NUM_TASKS = flags.DEFINE_integer(
+    "num_tasks", None,
+    "The number of tasks the grid is split over (a job array's size). Default: "
+    "SLURM_ARRAY_TASK_COUNT; 1 (or no job array): the whole grid.",
 )
 flags.mark_flags_as_required(["config"])
 
@@ -67,6 +84,10 @@ def main(argv: list[str]) -> None:
     sys.exit(f"error: --log_every must be >= 0 seconds (0: no progress lines), got "
              f"{_LOG_EVERY.value}.")
   try:
+    task = shares.task_from(_TASK_INDEX.value, _NUM_TASKS.value)
+    if task[1] > 1 and _WORKDIR.value is None:
+      raise ValueError(f"--num_tasks={task[1]} (from {task[2]}): the tasks share one workdir; "
+                       "give it with --workdir.")
     exp = experiment.Experiment.from_config(config)  # every field checked before any work
     dataset = experiment.load_dataset(exp)
     experiment.check_pool(exp, dataset)  # the budget against the pool, sweep included
@@ -78,12 +99,13 @@ def main(argv: list[str]) -> None:
     )
     log(f"workdir: {os.path.abspath(workdir)}{' (resuming)' if resuming else ''}")
     results = experiment.run(exp, workdir, log=log, dataset=dataset,
-                             progress_every=_LOG_EVERY.value)
+                             progress_every=_LOG_EVERY.value, task=task[:2])
   except (ValueError, FileNotFoundError, FloatingPointError) as e:
     # Bad input or a diverged run: one clear line, no traceback.
     sys.exit(f"error: {e}")
-  for line in experiment.end_lines(workdir, results):
-    log(line)
+  if outputs.pending_labels(results) or not shares.missing_runs(workdir)[0]:
+    for line in experiment.end_lines(workdir, results):
+      log(line)
 
 
 if __name__ == "__main__":

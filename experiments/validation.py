@@ -16,6 +16,7 @@ import dataclasses
 import os
 from typing import Any
 
+import jax
 import ml_collections
 
 from msal_jax import data, loop, metrics, report, strategies
@@ -84,6 +85,10 @@ class Experiment:
   sweep_field: str | None = None
   # (value as in the folder names, the settings with that value), per swept value.
   sweep: tuple[tuple[str, Experiment], ...] = ()
+  # mesh.devices: None = every device of the default backend (one run over them), or a count;
+  # mesh.devices_per_run: None = each run over all of them, k = runs side by side on k each.
+  devices: int | None = None
+  devices_per_run: int | None = None
 
   @classmethod
   def from_config(cls, config: ml_collections.ConfigDict) -> Experiment:
@@ -189,6 +194,7 @@ class Experiment:
             module_kwargs=_trunk_kwargs(config.model.get("kwargs")),
         ),
         max_to_keep=_max_to_keep(config),
+        **_mesh_settings(config),
         **_tsne_settings(config, rounds if rounds is not None else
                          metrics.num_rounds(config.al.budget, config.al.batch)),
     )
@@ -327,6 +333,35 @@ def _tsne_settings(config: ml_collections.ConfigDict, num_rounds: int) -> dict[s
   if isinstance(points, bool) or not isinstance(points, int) or points < 4:
     raise ValueError(f"report.tsne_points must be an integer >= 4, got {points!r}.")
   return {"tsne_rounds": tuple(sorted(set(rounds))), "tsne_points": points}
+
+
+def _mesh_settings(config: ml_collections.ConfigDict) -> dict[str, int | None]:
+  """``mesh.devices`` and ``mesh.devices_per_run``, checked against the devices jax sees.
+
+  The backend is asked only when one of them is set (None / None is the library default).
+  """
+  mesh = config.get("mesh") or {}
+  devices, per_run = mesh.get("devices"), mesh.get("devices_per_run")
+  for field, value in (("mesh.devices", devices), ("mesh.devices_per_run", per_run)):
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+      raise ValueError(f"{field} must be an integer >= 1 or None, got {value!r}.")
+  if devices is None and per_run is None:
+    return {"devices": None, "devices_per_run": None}
+  available = len(jax.devices())
+  if devices is not None and devices > available:
+    raise ValueError(f"mesh.devices={devices}: the {jax.default_backend()} backend has "
+                     f"{available} device(s); give at most {available}, or None for all.")
+  total = available if devices is None else devices
+  if per_run is not None and per_run > total:
+    where = (f"mesh.devices={devices}" if devices is not None
+             else f"every device of the {jax.default_backend()} backend")
+    raise ValueError(f"mesh.devices_per_run={per_run} is more than the {total} device(s) the "
+                     f"grid has ({where}); give at most {total}.")
+  if per_run is not None and jax.process_count() > 1:
+    raise ValueError(f"mesh.devices_per_run={per_run}: the grid runs side by side in one "
+                     f"process, not under jax.distributed ({jax.process_count()} processes); "
+                     "spread the grid over jobs with --task_index/--num_tasks instead.")
+  return {"devices": devices, "devices_per_run": per_run}
 
 
 def _max_to_keep(config: ml_collections.ConfigDict) -> int | None:

@@ -146,6 +146,12 @@ class ActiveLearner:
       default to the pool's.
     max_to_keep: round checkpoints kept in ``workdir``.
     log: progress printer (``None``: silent).
+    devices: where the rounds run (:func:`msal_jax.loop.run`): ``None`` every
+      device of the default backend (pool scoring sharded, training
+      data-parallel), an int that many, a list of devices or a 1-D
+      ``jax.sharding.Mesh``; one device (``1``, a device, ``[device]``) is
+      the one-device path, pinned to that device. Not part of
+      ``config.json``: a workdir may be resumed on other devices.
 
   Every default that a config also has is the config's, from
   :mod:`msal_jax.defaults`: the same settings given here or in a config
@@ -188,6 +194,7 @@ class ActiveLearner:
       channels: int | None = None,
       max_to_keep: int | None = CHECKPOINT.max_to_keep,
       log: Callable[[str], None] | None = print,
+      devices: int | Sequence[Any] | Any | None = None,
   ):
     self.strategy = strategies.get(strategy).name
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -226,6 +233,10 @@ class ActiveLearner:
                                   augment=TRAIN.augment)
     self.model = model_config(model, kwargs=model_kwargs, rho=rho, dropout_rate=dropout_rate)
     self.max_to_keep = max_to_keep
+    if isinstance(devices, bool) or (isinstance(devices, int) and devices < 1):
+      raise ValueError(f"devices must be None, an integer >= 1, devices or a mesh, got "
+                       f"{devices!r}.")
+    self.devices = devices
     self.log = log or (lambda s: None)
     self.summary: dict[str, Any] | None = None
 
@@ -286,7 +297,7 @@ class ActiveLearner:
     self.summary = loop.run(
         self.dataset, strategy=self.strategy, seed=self.seed, al=self.al, train=self.train,
         model=self.model, workdir=self.workdir, max_to_keep=self.max_to_keep, log=self.log,
-        initial_set=self.initial_set, oracle=self.oracle,
+        initial_set=self.initial_set, oracle=self.oracle, devices=self.devices,
     )
     if self.workdir is not None and not self.summary.get("pending_labels"):
       report.write_report(self.workdir)  # results.md, results.csv, curves.png, ...
