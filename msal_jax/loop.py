@@ -29,7 +29,16 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from msal_jax import hitl, metrics, oracles, prototypes, pseudo, run_state, strategies
+from msal_jax import (
+  hitl,
+  metrics,
+  oracles,
+  prototypes,
+  pseudo,
+  run_state,
+  strategies,
+  streamed_pool,
+)
 from msal_jax.checkpoint import RoundCheckpointer
 from msal_jax.data import Dataset
 from msal_jax.devices import gathered, mesh_select, pinned, run_mesh
@@ -82,14 +91,25 @@ def _start_mask(dataset: Dataset, al: ActiveLearningConfig,
   return start_mask
 
 
-def _placed(trainer: Trainer, dataset: Dataset) -> dict[str, Any]:
-  """The pool and test images on the devices, once per run (:class:`Run`'s fields)."""
+def _placed(trainer: Trainer, dataset: Dataset, source: Any, *, capacity: int,
+            mc_passes: int) -> dict[str, Any]:
+  """The pool and test images on the devices, once per run (:class:`Run`'s fields).
+
+  A streamed pool (``source``) is not placed: only the test set is; the
+  labeled samples go to a store of ``capacity`` rows (:mod:`msal_jax.streamed_pool`).
+  """
+  if source is not None:
+    return dict(pool_images=None, train_images=None, test_images=jnp.asarray(dataset.test_images),
+                num_pool=dataset.num_pool, num_test=dataset.num_test,
+                stream=streamed_pool.StreamedPool.make(source, trainer, capacity=capacity,
+                                                       mc_passes=mc_passes))
   if trainer.mesh is None:  # one device: one copy of the pool serves training and inference
-    pool = jnp.asarray(dataset.pool_images)
+    pool = jnp.asarray(streamed_pool.in_memory(dataset.pool_images))
     return dict(pool_images=pool, train_images=pool, test_images=jnp.asarray(dataset.test_images),
                 num_pool=dataset.num_pool, num_test=dataset.num_test)
-  return dict(pool_images=trainer.place_pool(dataset.pool_images),
-              train_images=trainer.place_train_images(dataset.pool_images),
+  images = streamed_pool.in_memory(dataset.pool_images)
+  return dict(pool_images=trainer.place_pool(images),
+              train_images=trainer.place_train_images(images),
               test_images=trainer.place_pool(dataset.test_images),
               num_pool=dataset.num_pool, num_test=dataset.num_test)
 
@@ -100,9 +120,16 @@ def build(dataset: Dataset, *, strategy: str, seed: int, al: ActiveLearningConfi
           initial_set: np.ndarray | Sequence[int] | None = None,
           embedding_rounds: Sequence[int] = (), embedding_points: int = 2000,
           log: Callable[[str], None] = print, progress_every: float = 0.0,
-          devices: int | Sequence[jax.Device] | Mesh | None = None) -> tuple[Run, RoundState]:
-  """The fixed context of a run and its round-0 state; every check before any work."""
+          devices: int | Sequence[jax.Device] | Mesh | None = None,
+          in_memory_limit: int | None = None) -> tuple[Run, RoundState]:
+  """The fixed context of a run and its round-0 state; every check before any work.
+
+  The pool is held on the device, or streamed from its source each round
+  when it is a memory map or a :class:`msal_jax.pool_source.PoolSource` of
+  more than ``in_memory_limit`` bytes (:func:`msal_jax.streamed_pool.streamed_source`).
+  """
   strat = strategies.get(strategy)
+  source = streamed_pool.streamed_source(dataset.pool_images, in_memory_limit)
   start_mask = _start_mask(dataset, al, initial_set)
   pool_truth = np.asarray(dataset.pool_labels)
   answerer = oracles.make(oracle, pool_labels=pool_truth, num_classes=dataset.num_classes,
@@ -114,6 +141,12 @@ def build(dataset: Dataset, *, strategy: str, seed: int, al: ActiveLearningConfi
   check_dropout([strategy], model)
   net = model.build(dataset.num_classes, strat.head, dataset.image_shape)
   mesh = run_mesh(devices)
+  if source is not None:  # one device; only strategies with a streamed form
+    streamed_pool.check_mesh(mesh, devices)
+    mesh = None
+    streamed_pool.check_strategy(
+        strategy, strat, num=dataset.num_pool, num_classes=dataset.num_classes,
+        feature_dim=streamed_pool.feature_dim(net, dataset.image_shape), budget=al.batch)
   trainer = Trainer(
       net, dataset.image_shape, dataset.mean, dataset.std,
       learning_rate=train.learning_rate, batch_size=train.batch_size,
@@ -135,7 +168,9 @@ def build(dataset: Dataset, *, strategy: str, seed: int, al: ActiveLearningConfi
                          gather=gathered if mesh is not None else None),
       oracle=answerer,
       prototypes=prototypes.simplex(dataset.num_classes) if strat.head == "max_sep" else None,
-      **_placed(trainer, dataset), mesh=mesh, pool_truth=pool_truth,
+      **_placed(trainer, dataset, source, capacity=int(start_mask.sum()) + al.budget,
+                mc_passes=al.mc_passes if strat.needs_mc else 0),
+      mesh=mesh, pool_truth=pool_truth,
       test_labels=np.asarray(dataset.test_labels),
       round_keys=jax.random.fold_in(root, _KEY_ROUNDS), tag=tag,
       progress=Progress(log, every=progress_every, prefix=tag),
@@ -248,6 +283,7 @@ def run(
     oracle: str | Callable[[np.ndarray], Any] = "dataset",
     progress_every: float | None = None,
     devices: int | Sequence[jax.Device] | Mesh | None = None,
+    in_memory_limit: int | None = None,
 ) -> dict[str, Any]:
   """Runs one (strategy, seed) active-learning experiment, resuming if it can.
 
@@ -277,6 +313,8 @@ def run(
     devices: ``None`` every device of the default backend, an int that many,
       or devices / a 1-D mesh (:mod:`msal_jax.devices`); one device is today's
       one-device path exactly.
+    in_memory_limit: bytes of pixels over which a memory-mapped or PoolSource pool streams
+      (:mod:`msal_jax.streamed_pool`, docs/out_of_core.md); ``None``: 4 GiB.
 
   Returns:
     The summary: strategy, dataset, seed, aubc, f_acc, accuracies,
@@ -293,7 +331,7 @@ def run(
         dataset, strategy=strategy, seed=seed, al=al, train=train, model=model,
         workdir=workdir, oracle=oracle, initial_set=initial_set,
         embedding_rounds=embedding_rounds, embedding_points=embedding_points, log=log,
-        progress_every=every, devices=devices)
+        progress_every=every, devices=devices, in_memory_limit=in_memory_limit)
     identity = {"strategy": strategy, "seed": seed, "dataset": dataset.name,
                 "num_pool": dataset.num_pool}
     ckpt, state, variables = _start(context, state, identity, max_to_keep, log)

@@ -150,6 +150,14 @@ class NpyPool(_Source):
       raise ValueError(f"NpyPool: cannot memory-map {self.path!r} as a .npy array ({e}).") from e
     self.num, self.image_shape = _check_array(f"NpyPool {self.path!r}", self.images)
 
+  @classmethod
+  def from_memmap(cls, images: np.memmap) -> NpyPool:
+    """The pool of an open uint8 ``[N, H, W, Ch]`` memory map (e.g. a Dataset's pool_images)."""
+    self = cls.__new__(cls)
+    self.path, self.images = str(getattr(images, "filename", "") or "<memmap>"), images
+    self.num, self.image_shape = _check_array(f"NpyPool {self.path!r}", images)
+    return self
+
   def _rows(self, ids: np.ndarray) -> np.ndarray:
     order = np.argsort(ids, kind="stable")
     out = np.empty((ids.size, *self.image_shape), np.uint8)

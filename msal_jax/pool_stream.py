@@ -46,14 +46,15 @@ from msal_jax.train import normalize
 
 __all__ = [
     "NEEDS_ALL_EMBEDDINGS", "Consumer", "Predictions", "RowValues", "Selection", "TopK",
-    "make_apply_chunk", "memory_needed", "refusal", "stream_outputs",
+    "make_apply_chunk", "memory_needed", "refusal", "stream_outputs", "streamed_form",
 ]
 
 Consumer = Callable[[int, int, dict[str, jax.Array]], None]
 
 
 def make_apply_chunk(apply_fn: Callable, mean: Sequence[float], std: Sequence[float], *,
-                     batch_size: int, mc_passes: int = 0) -> Callable:
+                     batch_size: int, mc_passes: int = 0,
+                     traces: Any = None) -> Callable:
   """The compiled step ``(variables, key, chunk, offset) -> outputs`` of one chunk.
 
   Args:
@@ -63,6 +64,8 @@ def make_apply_chunk(apply_fn: Callable, mean: Sequence[float], std: Sequence[fl
       must hold a multiple of it.
     mc_passes: ``T > 0`` adds ``"mc_logits" [T, n, C]``: ``T`` dropout-on
       passes, keyed as ``Trainer.predict_mc(key=key)`` keys them.
+    traces: optional ``collections.Counter``: ``traces["pool_step"]`` counts
+      the step's compilations (as ``Trainer.traces`` counts its own).
 
   Returns:
     A jitted function of ``variables`` (``{"params", "batch_stats"}``), a PRNG
@@ -74,6 +77,8 @@ def make_apply_chunk(apply_fn: Callable, mean: Sequence[float], std: Sequence[fl
   std = jnp.asarray(std, jnp.float32).reshape(1, 1, 1, -1)
 
   def step(variables, key, chunk, offset):
+    if traces is not None:
+      traces["pool_step"] += 1  # runs only while jax traces, i.e. compiles
     n = chunk.shape[0]
     if n % batch_size:
       raise ValueError(f"apply_chunk: a chunk of {n} rows is not a multiple of batch_size "
@@ -199,6 +204,13 @@ def _plan(strategy: str) -> tuple[str, str | None]:
   if base in scoring.UNCERTAINTY or base in scoring.MC_UNCERTAINTY:
     return "top_k", base
   raise ValueError(f"selector: strategy {strategy!r} has no streamed form.")
+
+
+def streamed_form(strategy: str) -> tuple[str, str | None]:
+  """How :class:`Selection` streams ``strategy``: ``(kind, score)`` (a ValueError if it cannot)."""
+  if strategy in NEEDS_ALL_EMBEDDINGS:
+    raise ValueError(f"strategy {strategy!r} needs all embeddings (see pool_stream.refusal).")
+  return _plan(strategy)
 
 
 class Selection:

@@ -3,7 +3,8 @@
 :func:`run_round` maps a :class:`msal_jax.run_state.RoundState` to the next
 one: :func:`train_model` (a fresh network on the labeled and pseudo-labeled
 samples), :func:`evaluate` (test accuracy), :func:`score_pool` (the pool's
-outputs and error rate), :func:`query` (the strategy's selection, checked),
+outputs and error rate), :func:`query` (the strategy's selection, checked;
+for a pool streamed from disk both in one pass: :func:`score_streamed`),
 the strategy's pseudo-label hook (:mod:`msal_jax.pseudo`) and the oracle
 (:mod:`msal_jax.oracles`). What stays fixed over the rounds is a :class:`Run`,
 built by :func:`msal_jax.loop.build`.
@@ -23,11 +24,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from msal_jax import metrics, oracles, pseudo, report, strategies
+from msal_jax import metrics, oracles, pool_stream, pseudo, report, strategies
 from msal_jax.progress import Progress
 from msal_jax.run_files import RunFiles
 from msal_jax.run_state import RoundState
 from msal_jax.settings import ActiveLearningConfig, TrainConfig
+from msal_jax.streamed_pool import StreamedPool
 from msal_jax.train import NonFiniteLossError, Trainer, TrainState
 
 # Purposes for fold_in within a round's key.
@@ -51,9 +53,9 @@ class Run:
   pseudo: pseudo.PseudoStep
   oracle: oracles.Oracle
   prototypes: jax.Array | None
-  pool_images: jax.Array  # placed for inference (on a mesh: rows split, padded)
+  pool_images: jax.Array | None  # placed for inference (on a mesh: rows split, padded)
   test_images: jax.Array  # likewise
-  train_images: jax.Array  # placed for training (on a mesh: replicated)
+  train_images: jax.Array | None  # placed for training (on a mesh: replicated)
   num_pool: int
   num_test: int
   pool_truth: np.ndarray  # [N] ground truth, -1 where unknown
@@ -65,6 +67,8 @@ class Run:
   embedding_sample: np.ndarray | None = None
   files: RunFiles | None = None
   mesh: Mesh | None = None  # None: one device, today's programs exactly
+  # A pool streamed from its source (then pool_images / train_images are None).
+  stream: StreamedPool | None = None
 
   @property
   def traces(self):
@@ -85,7 +89,10 @@ def _pool_rows(run: Run, x: Any, axis: int = 0) -> Any:
 def train_model(run: Run, state: RoundState, key_r: jax.Array) -> tuple[TrainState, float, float]:
   """A fresh model trained on the labeled (and pseudo-labeled) samples: state, loss, seconds."""
   train_mask, train_labels = jnp.asarray(state.labeled), jnp.asarray(state.labels)
-  if state.pseudo_mask.any():  # CEAL: this round also trains on pseudo-labels
+  images, rows = run.train_images, None
+  if run.stream is not None:  # the labeled store, visited in the in-memory order
+    images, train_labels, rows = run.stream.store.arrays(state.labeled, state.labels)
+  elif state.pseudo_mask.any():  # CEAL: this round also trains on pseudo-labels
     train_mask = jnp.asarray(state.labeled | state.pseudo_mask)
     train_labels = jnp.asarray(np.where(state.pseudo_mask, state.pseudo_labels, state.labels))
   t0 = time.perf_counter()
@@ -93,8 +100,9 @@ def train_model(run: Run, state: RoundState, key_r: jax.Array) -> tuple[TrainSta
   progress = run.progress.step(f"round {state.round}: ")
   try:
     ts, loss = run.trainer.fit(
-        ts, run.train_images, train_labels, train_mask, epochs=run.train.epochs,
+        ts, images, train_labels, train_mask, epochs=run.train.epochs,
         key=jax.random.fold_in(key_r, KEY_TRAIN), **progress.fit_kwargs(),
+        **({} if rows is None else {"rows": rows}),
     )
   except NonFiniteLossError as e:
     raise NonFiniteLossError(f"{run.tag} round {state.round}: {e}") from None
@@ -136,23 +144,55 @@ def query(run: Run, state: RoundState, ts: TrainState, outputs: strategies.PoolO
     outputs = dataclasses.replace(outputs, mc_logits=_pool_rows(run, mc_logits, axis=1))
   picked = np.asarray(run.select(key_q, outputs, jnp.asarray(state.labeled),
                                  budget=run.al.batch, beta=run.al.beta))
+  return _checked(run, state, picked, take), outputs
+
+
+def _checked(run: Run, state: RoundState, picked: np.ndarray, take: int) -> list[int]:
+  """The first ``take`` valid ids of a strategy's selection; a RuntimeError if it is invalid."""
   queried = [int(i) for i in picked[picked >= 0][:take]]
   if len(queried) != take or state.labeled[queried].any() or len(set(queried)) != take:
     raise RuntimeError(
         f"{run.tag} strategy returned an invalid selection in round {state.round}: "
         f"{picked.tolist()}"
     )
-  return queried, outputs
+  return queried
 
 
-def _save_embeddings(run: Run, state: RoundState, outputs: strategies.PoolOutputs,
-                     queried: list[int]) -> None:
+def score_streamed(run: Run, state: RoundState, ts: TrainState, key_r: jax.Array
+                   ) -> tuple[list[int], float]:
+  """:func:`score_pool` and :func:`query` in one pass over a streamed pool: queries, error.
+
+  The chunks' outputs go to the error count and the strategy's running
+  selection (:mod:`msal_jax.pool_stream`); the ``[N, C]`` outputs never exist.
+  The MC-dropout passes use :func:`query`'s key, so the queries are the
+  in-memory ones.
+  """
+  r = state.round
+  run.progress.say(f"round {r}: scoring the pool ({run.num_pool} samples, streamed)")
+  preds = pool_stream.Predictions(run.num_pool, labels=run.pool_truth,
+                                  exclude=state.labeled | ~run.known, keep=False)
+  key_q = jax.random.fold_in(key_r, KEY_QUERY)
+  asks = r < run.al.num_rounds  # the last round measures, it does not query
+  sel = pool_stream.Selection(run.name, state.labeled, budget=run.al.batch, beta=run.al.beta,
+                              prototypes=run.prototypes, key=key_q) if asks else None
+  run.stream.score(ts, [preds] + ([sel] if asks else []), jax.random.fold_in(key_q, 1),
+                   progress=lambda done, n: run.progress.say(f"round {r}: scored {done}/{n}"))
+  if not asks:
+    return [], preds.error_rate()
+  take = min(run.al.batch, run.al.budget - state.spent)
+  return _checked(run, state, sel.result(), take), preds.error_rate()
+
+
+def _save_embeddings(run: Run, state: RoundState, ts: TrainState,
+                     outputs: strategies.PoolOutputs | None, queried: list[int]) -> None:
   if state.round not in run.embedding_rounds:
     return
   idx = np.union1d(run.embedding_sample, np.asarray(queried, np.int64))
+  features = (np.asarray(outputs.features[idx]) if run.stream is None
+              else run.stream.features(ts, idx))  # streamed: read back from the source
   report.save_embeddings(
       os.path.join(run.files.workdir, "embeddings", f"round_{state.round}.npz"),
-      round=state.round, indices=idx, features=np.asarray(outputs.features[idx]),
+      round=state.round, indices=idx, features=features,
       labels=run.pool_truth[idx], labeled=state.labeled[idx], queried=np.isin(idx, queried),
   )
 
@@ -168,11 +208,14 @@ def run_round(run: Run, state: RoundState) -> tuple[RoundState, TrainState, dict
   ts, loss, train_seconds = train_model(run, state, key_r)
   test_acc, eval_seconds = evaluate(run, ts)
   t0 = time.perf_counter()
-  outputs, pool_pred, err = score_pool(run, state, ts)
-  queried, outputs = query(run, state, ts, outputs, key_r)
-  extras = run.pseudo(state, outputs, pool_pred, queried)
+  if run.stream is None:
+    outputs, pool_pred, err = score_pool(run, state, ts)
+    queried, outputs = query(run, state, ts, outputs, key_r)
+    extras = run.pseudo(state, outputs, pool_pred, queried)
+  else:  # no pseudo-labels on a streamed pool (refused at build)
+    (queried, err), outputs, extras = score_streamed(run, state, ts, key_r), None, {}
   query_seconds = time.perf_counter() - t0
-  _save_embeddings(run, state, outputs, queried)
+  _save_embeddings(run, state, ts, outputs, queried)
   record = {
       "round": r,
       "num_labeled": int(state.labeled.sum()),

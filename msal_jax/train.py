@@ -208,6 +208,7 @@ class Trainer:
       key: jax.Array,
       log_every: int = 0,
       log: Callable[[str], None] = print,
+      rows: np.ndarray | None = None,
   ) -> tuple[TrainState, float]:
     """Trains ``epochs`` passes over the labeled samples; returns the state and last loss.
 
@@ -224,6 +225,13 @@ class Trainer:
     (:func:`~msal_jax.train_mesh.pad_batches`), which pass through BatchNorm.
     The state stays replicated and is donated, as on one device.
 
+    ``rows`` (one device): ``images`` and ``labels`` are a compact store of
+    the labeled samples (:class:`msal_jax.streamed_pool.LabeledStore`) and
+    ``rows[i]`` the store row of pool sample ``i``; the shuffle is still the
+    one over the ``[N]`` mask ``labeled``, mapped to store rows, so the steps
+    see exactly the batches of the pool-sized arrays. ``None``: ``images``
+    and ``labels`` are the pool's.
+
     Raises:
       NonFiniteLossError: the loss became NaN or infinite (names the step).
     """
@@ -235,6 +243,8 @@ class Trainer:
     weight = np.zeros(padded, np.float32)
     weight[:num_labeled] = 1.0
     weight = weight.reshape(steps, self.batch_size)
+    if rows is not None and self.mesh is not None:
+      raise ValueError("fit: rows (a labeled store) is for one device; on a mesh give the pool.")
     if self.mesh is not None:
       state, images, labels, key = self._on_mesh(state, images, labels, key)
     loss = float("nan")
@@ -242,6 +252,8 @@ class Trainer:
     for epoch in range(epochs):
       ekey = jax.random.fold_in(key, epoch)
       order = np.asarray(self._shuffle(ekey, labeled))[:num_labeled]
+      if rows is not None:
+        order = rows[order]
       order = np.resize(order, padded).reshape(steps, self.batch_size)
       losses = []
       for i, (idx, w) in enumerate(self._batches(order, weight)):

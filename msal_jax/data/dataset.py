@@ -6,6 +6,8 @@ import dataclasses
 
 import numpy as np
 
+from msal_jax import pool_source
+
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
@@ -13,7 +15,10 @@ class Dataset:
 
   Attributes:
     name: dataset name (as in ``msal_jax.data.DATASETS``).
-    pool_images: ``[N, H, W, Ch] uint8`` (``Ch = 1`` for grayscale).
+    pool_images: ``[N, H, W, Ch] uint8`` (``Ch = 1`` for grayscale): a numpy
+      array, a memory map, or a :class:`msal_jax.pool_source.PoolSource` (a
+      pool never loaded whole: the loop streams it when it is larger than its
+      ``in_memory_limit``, see :mod:`msal_jax.streamed_pool`).
     pool_labels: ``[N] int32`` in ``[0, num_classes)``, or ``-1`` for a pool
       sample whose label is not known (yet): its label comes from an oracle
       or a human when it is queried (see :func:`msal_jax.loop.run`).
@@ -50,6 +55,8 @@ class Dataset:
     for split in ("pool", "test"):
       images = getattr(self, f"{split}_images")
       labels = getattr(self, f"{split}_labels")
+      if split == "pool" and _is_source(images):
+        images = np.broadcast_to(np.uint8(0), (self.num_pool, *self.image_shape))
       if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4:
         raise ValueError(
             f"{self.name}: {split}_images must be a uint8 numpy array [N, H, W, Ch], got "
@@ -73,12 +80,12 @@ class Dataset:
             f"{' or be -1 (unknown)' if split == 'pool' else ''}, got "
             f"[{labels.min()}, {labels.max()}]."
         )
-    if self.pool_images.shape[1:] != self.test_images.shape[1:]:
+    if self.image_shape != self.test_images.shape[1:]:
       raise ValueError(
-          f"{self.name}: pool images {self.pool_images.shape[1:]} and test images "
+          f"{self.name}: pool images {self.image_shape} and test images "
           f"{self.test_images.shape[1:]} differ in shape (H, W, Ch)."
       )
-    ch = self.pool_images.shape[-1]
+    ch = self.image_shape[-1]
     if len(self.mean) != ch or len(self.std) != ch:
       raise ValueError(
           f"{self.name}: mean and std need one value per channel ({ch}), got {self.mean} and "
@@ -86,9 +93,9 @@ class Dataset:
       )
     if any(s <= 0 for s in self.std):
       raise ValueError(f"{self.name}: std must be positive, got {self.std}.")
-    if self.pool_paths is not None and len(self.pool_paths) != self.pool_images.shape[0]:
+    if self.pool_paths is not None and len(self.pool_paths) != self.num_pool:
       raise ValueError(
-          f"{self.name}: {self.pool_images.shape[0]} pool images but {len(self.pool_paths)} "
+          f"{self.name}: {self.num_pool} pool images but {len(self.pool_paths)} "
           "pool_paths."
       )
     if len(self.class_names) != self.num_classes:
@@ -99,12 +106,16 @@ class Dataset:
   @property
   def image_shape(self) -> tuple[int, int, int]:
     """``(H, W, Ch)`` of every image."""
+    if _is_source(self.pool_images):
+      return tuple(int(d) for d in self.pool_images.image_shape)
     h, w, ch = self.pool_images.shape[1:]
     return (h, w, ch)
 
   @property
   def num_pool(self) -> int:
     """``N``, the number of pool images."""
+    if _is_source(self.pool_images):
+      return int(self.pool_images.num)
     return self.pool_images.shape[0]
 
   @property
@@ -116,3 +127,8 @@ class Dataset:
   def num_test(self) -> int:
     """``M``, the number of test images."""
     return self.test_images.shape[0]
+
+
+def _is_source(images) -> bool:
+  """A pool read through a :class:`~msal_jax.pool_source.PoolSource` (not a numpy array)."""
+  return not isinstance(images, np.ndarray) and isinstance(images, pool_source.PoolSource)

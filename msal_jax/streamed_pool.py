@@ -1,0 +1,190 @@
+"""The loop's pool when it does not fit in memory: streamed through the network each round.
+
+:func:`msal_jax.loop.build` decides once per run whether the pool is held on
+the device (today's path) or streamed (:func:`streamed_source`): a pool
+given as a memory map (``np.memmap``, e.g. :func:`msal_jax.data.custom.load_npy_dir`)
+or as a :class:`msal_jax.pool_source.PoolSource` streams when its pixels are
+more than ``in_memory_limit`` bytes (default
+:data:`msal_jax.pool_source.IN_MEMORY_LIMIT_BYTES`); a plain numpy array is
+already in memory and stays there.
+
+A streamed run holds, besides the model and the test set:
+
+* :class:`LabeledStore`: the labeled samples' images, read from the source
+  when they are first labeled, in a fixed-capacity ``[initial + budget, H, W,
+  Ch]`` array (one shape for the whole run: the train step compiles once);
+  the trainer visits them in the in-memory order (:meth:`Trainer.fit`'s
+  ``rows``), so the trained model is the in-memory one;
+* one chunk of pool images at a time (two in flight), scored by one
+  compiled step (:func:`msal_jax.pool_stream.make_apply_chunk`), its outputs
+  handed to the running consumers: the error count
+  (:class:`~msal_jax.pool_stream.Predictions`) and the strategy's running
+  top ``k`` (:class:`~msal_jax.pool_stream.Selection`), never the ``[N, C]``
+  outputs of the whole pool;
+* ``[N]`` host vectors (the labeled mask, labels, the consumers' masks).
+
+Not streamed (refused by :func:`check_strategy` at build, with a one-line
+error): the strategies that need every embedding at once
+(:data:`msal_jax.pool_stream.NEEDS_ALL_EMBEDDINGS`, with the memory figure of
+:func:`msal_jax.pool_stream.refusal`) and CEAL (its pseudo-labels may cover
+much of the pool, which the labeled store does not hold). One device: a mesh
+joins with the scale-out of the streamed pass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from msal_jax import pool_source, pool_stream
+
+# Rows of a pool chunk, in eval batches: chunk_size = CHUNK_BATCHES * eval_batch_size.
+CHUNK_BATCHES = 8
+
+
+def _limit(in_memory_limit: int | None) -> int:
+  limit = pool_source.IN_MEMORY_LIMIT_BYTES if in_memory_limit is None else in_memory_limit
+  if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+    raise ValueError(f"in_memory_limit must be an int >= 0 (bytes), got {in_memory_limit!r}.")
+  return limit
+
+
+def streamed_source(images: Any, in_memory_limit: int | None = None
+                    ) -> pool_source.PoolSource | None:
+  """The source to stream the pool from, or ``None``: the pool is held in memory.
+
+  ``images``: a Dataset's ``pool_images``. A plain numpy array (or an
+  :class:`~msal_jax.pool_source.ArrayPool`) is in memory already: ``None``.
+  A memory map or another source streams when its pixels are more than
+  ``in_memory_limit`` bytes (``None``: :data:`pool_source.IN_MEMORY_LIMIT_BYTES`;
+  0: always).
+  """
+  limit = _limit(in_memory_limit)
+  if isinstance(images, pool_source.ArrayPool):
+    return None
+  if isinstance(images, np.ndarray):
+    if not isinstance(images, np.memmap) or images.nbytes <= limit:
+      return None
+    return pool_source.NpyPool.from_memmap(images)
+  if not isinstance(images, pool_source.PoolSource):
+    raise ValueError(f"pool_images: a uint8 numpy array, memory map or PoolSource, got "
+                     f"{type(images).__name__}.")
+  return images if images.num * int(np.prod(images.image_shape)) > limit else None
+
+
+def in_memory(images: Any) -> np.ndarray:
+  """The pool as one numpy array (a source under the limit is read whole here)."""
+  if isinstance(images, np.ndarray):
+    return images
+  if isinstance(images, pool_source.ArrayPool):
+    return images.images
+  return images.read(np.arange(images.num))
+
+
+def check_strategy(strategy: str, strat: Any, *, num: int, feature_dim: int, num_classes: int,
+                   budget: int) -> None:
+  """Raises a one-line ``ValueError`` unless ``strategy`` has a streamed form."""
+  if strategy in pool_stream.NEEDS_ALL_EMBEDDINGS:
+    raise ValueError(pool_stream.refusal(strategy, num, feature_dim, num_classes=num_classes,
+                                         budget=budget))
+  if strat.pseudo is not None:
+    raise ValueError(f"strategy {strategy!r} trains on pseudo-labels of the unlabeled pool, "
+                     "which a streamed pool does not hold in memory: use the strategy without "
+                     "'ceal_', or raise in_memory_limit if the pool fits.")
+  pool_stream.streamed_form(strategy)  # a ValueError when there is none
+
+
+def check_mesh(mesh: Any, devices: Any) -> None:
+  """A streamed pool runs on one device: a mesh given with it is refused."""
+  if mesh is not None and devices is not None:
+    raise ValueError("devices: a streamed pool (larger than in_memory_limit) runs on one device "
+                     "for now (the mesh joins later); pass devices=1, or raise in_memory_limit "
+                     "if the pool fits.")
+
+
+class LabeledStore:
+  """The labeled samples' images and labels in fixed-capacity arrays, filled from the source.
+
+  ``rows[i]`` is the store row of pool sample ``i`` (valid where it is
+  stored); a sample is read from the source once, when it is first labeled.
+  """
+
+  def __init__(self, source: pool_source.PoolSource, capacity: int):
+    self.source, self.capacity = source, capacity
+    self.images = np.zeros((capacity, *source.image_shape), np.uint8)
+    self.rows = np.zeros(source.num, np.int64)
+    self.stored = np.zeros(source.num, bool)
+    self.count = 0
+
+  def arrays(self, mask: np.ndarray, labels: np.ndarray) -> tuple[jax.Array, jax.Array,
+                                                                   np.ndarray]:
+    """``(images [capacity], labels [capacity], rows [N])`` on the device for ``mask``."""
+    new = np.flatnonzero(mask & ~self.stored)
+    if self.count + new.size > self.capacity:
+      raise RuntimeError(f"LabeledStore: {self.count + new.size} samples to train on, more "
+                         f"than its capacity {self.capacity}.")
+    if new.size:
+      self.images[self.count: self.count + new.size] = self.source.read(new)
+      self.rows[new] = np.arange(self.count, self.count + new.size)
+      self.stored[new] = True
+      self.count += new.size
+    store_labels = np.zeros(self.capacity, np.int32)
+    store_labels[self.rows[mask]] = labels[mask]
+    return jnp.asarray(self.images), jnp.asarray(store_labels), self.rows
+
+
+@dataclasses.dataclass
+class StreamedPool:
+  """The streamed pool of one run: its source, labeled store and compiled chunk step."""
+
+  source: pool_source.PoolSource
+  store: LabeledStore
+  apply: Callable  # make_apply_chunk's step, with MC passes when the strategy needs them
+  chunk_size: int
+
+  @classmethod
+  def make(cls, source: pool_source.PoolSource, trainer: Any, *, capacity: int,
+           mc_passes: int) -> StreamedPool:
+    apply = pool_stream.make_apply_chunk(trainer.model.apply, trainer.mean, trainer.std,
+                                         batch_size=trainer.eval_batch_size, mc_passes=mc_passes,
+                                         traces=trainer.traces)
+    return cls(source, LabeledStore(source, capacity), apply,
+               CHUNK_BATCHES * trainer.eval_batch_size)
+
+  @property
+  def num(self) -> int:
+    return self.source.num
+
+  def score(self, ts: Any, consumers: list, key: jax.Array,
+            progress: Callable[[int, int], None] | None = None) -> None:
+    """One pass over the pool: every chunk's outputs to ``consumers``."""
+    variables = {"params": ts.params, "batch_stats": ts.batch_stats}
+    pool_stream.stream_outputs(self.apply, variables, self.source, chunk_size=self.chunk_size,
+                               consumers=consumers, key=key, progress=progress)
+
+  def features(self, ts: Any, ids: np.ndarray) -> np.ndarray:
+    """``[len(ids), K]`` features of pool rows ``ids``, by the pool pass's compiled step."""
+    variables = {"params": ts.params, "batch_stats": ts.batch_stats}
+    out = []
+    for start in range(0, len(ids), self.chunk_size):
+      part = ids[start: start + self.chunk_size]
+      chunk = np.zeros((self.chunk_size, *self.source.image_shape), np.uint8)
+      chunk[:part.size] = self.source.read(part)
+      result = self.apply(variables, jax.random.PRNGKey(0), jnp.asarray(chunk), jnp.int32(0))
+      out.append(np.asarray(result["features"])[:part.size])
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def feature_dim(model: Any, image_shape: tuple[int, int, int]) -> int:
+  """``K``, the width of the model's features (no computation: shapes only)."""
+  def outputs(key):
+    x = jnp.zeros((1, *image_shape), jnp.float32)
+    return model.init_with_output({"params": key, "dropout": key}, x, train=False)[0]
+
+  _, feats = jax.eval_shape(outputs, jax.random.PRNGKey(0))
+  return int(feats.shape[-1])
