@@ -12,7 +12,11 @@ One name for the launcher's steps, each in its own module:
 - :mod:`experiments.workdir`: ``prepare_workdir`` (``config.json``; resume or
   refuse another config), ``config_differences``;
 - :mod:`experiments.outputs`: the table with its columns defined, where the
-  files are, the CSV a human-in-the-loop run waits for.
+  files are, the CSV a human-in-the-loop run waits for;
+- :mod:`experiments.device_grid`: the grid's runs side by side, each on its
+  own group of ``config.mesh.devices_per_run`` devices;
+- :mod:`experiments.shares`: the grid split over the tasks of a job array
+  (``--task_index/--num_tasks``), ``runs.json`` and the runs still missing.
 
 Workdir layout: one run writes its files in the workdir itself; several in
 ``<strategy>/seed_<k>/``; a sweep (``config.sweep.field`` = ``"al.beta"``,

@@ -3,8 +3,11 @@
 ``open_dataset`` loads the experiment's data (and its long-tailed pool) and
 ``check_pool`` checks every point's budget against the pool, both before the
 launcher touches the workdir; ``run`` runs each (strategy, seed) pair with
-:func:`msal_jax.loop.run` and writes the report
-(:func:`msal_jax.report.write_report`, from the files the runs wrote).
+:func:`msal_jax.loop.run` (one after another over ``config.mesh.devices``, or
+side by side on groups of ``mesh.devices_per_run`` devices:
+:mod:`experiments.device_grid`; a job array's task only its share:
+:mod:`experiments.shares`) and, once every run of the grid has its files,
+writes the report (:func:`msal_jax.report.write_report`, from those files).
 
 Workdir layout: one run writes its files in the workdir itself; several in
 ``<strategy>/seed_<k>/``; a sweep (``config.sweep.field`` = ``"al.beta"``,

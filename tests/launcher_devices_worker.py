@@ -4,7 +4,7 @@
 
 Started by tests/test_launcher_devices.py (never collected by pytest itself):
 the device count must be set before jax is imported. The grid of
-:func:`config` (2 strategies x 2 seeds) runs with ``mesh.devices_per_run=1``
+:func:`config` (2 strategies x 1 seed) runs with ``mesh.devices_per_run=1``
 through :func:`experiments.grid.run`, one thread per device; the result files of
 every run and the log lines are printed for the test to compare with each run
 made alone in a one-device process.
@@ -20,7 +20,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 
 STRATEGIES = ("entropy", "msal_d")
-SEEDS = (0, 1)
+SEEDS = (3,)
 
 
 def config(**mesh):
