@@ -67,7 +67,8 @@ class Run:
   embedding_sample: np.ndarray | None = None
   files: RunFiles | None = None
   mesh: Mesh | None = None  # None: one device, today's programs exactly
-  # A pool streamed from its source (then pool_images / train_images are None).
+  # A pool streamed from its source (then pool_images / train_images are None);
+  # its labeled store caches the images read so far (rebuilt from the mask on resume).
   stream: StreamedPool | None = None
 
   @property
