@@ -97,7 +97,8 @@ def main(argv: list[str]) -> None:
     resuming = experiment.prepare_workdir(  # the first write
         config, workdir, allow_config_change=_ALLOW_CONFIG_CHANGE.value, replace_unused=True
     )
-    log(f"workdir: {os.path.abspath(workdir)}{' (resuming)' if resuming else ''}")
+    state = f" (shared by {task[1]} tasks)" if task[1] > 1 else " (resuming)" if resuming else ""
+    log(f"workdir: {os.path.abspath(workdir)}{state}")
     results = experiment.run(exp, workdir, log=log, dataset=dataset,
                              progress_every=_LOG_EVERY.value, task=task[:2])
   except (ValueError, FileNotFoundError, FloatingPointError) as e:

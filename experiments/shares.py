@@ -106,6 +106,7 @@ def write_runs_file(exp: Experiment, workdir: str) -> None:
   """``runs.json``: the folder of every run of the grid, written atomically (tasks of one
   grid write the same bytes at about the same time)."""
   text = json.dumps({"runs": [run_folder(exp, j) for j in grid_jobs(exp)]}, indent=1) + "\n"
+  os.makedirs(workdir, exist_ok=True)
   path = os.path.join(workdir, RUNS_FILE)
   if os.path.exists(path):
     with open(path) as f:

@@ -205,3 +205,33 @@ def test_launcher_task_flags_fail_in_one_line(tmp_path):
       "error: --task_index must be in [0, 1] (--num_tasks=2), got 2 (from "
       "--task_index/--num_tasks)."]
   assert not (tmp_path / "wd").exists()
+
+
+def test_active_learner_passes_devices_to_the_loop(monkeypatch):
+  import jax
+  import numpy as np
+
+  import msal_jax
+  from msal_jax import loop
+
+  seen = []
+
+  class Stop(Exception):
+    pass
+
+  def fake_run(dataset, **kwargs):
+    seen.append(kwargs["devices"])
+    raise Stop
+
+  monkeypatch.setattr(loop, "run", fake_run)
+  x, y = np.zeros((12, 8, 8, 1), np.uint8), np.arange(12) % 2
+  for devices in (None, 1, [jax.devices()[0]]):
+    learner = msal_jax.ActiveLearner("small_cnn", (x, y), (x, y), budget=4, batch=2, log=None,
+                                     devices=devices)
+    with pytest.raises(Stop):
+      learner.run()
+  assert seen == [None, 1, [jax.devices()[0]]]
+  assert "mesh" not in learner.config()  # a workdir may be resumed on other devices
+  with pytest.raises(ValueError, match=r"^devices must be None, an integer >= 1, devices or a "
+                                       r"mesh, got 0\.$"):
+    msal_jax.ActiveLearner("small_cnn", (x, y), (x, y), budget=4, batch=2, devices=0)
