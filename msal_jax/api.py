@@ -152,6 +152,10 @@ class ActiveLearner:
       ``jax.sharding.Mesh``; one device (``1``, a device, ``[device]``) is
       the one-device path, pinned to that device. Not part of
       ``config.json``: a workdir may be resumed on other devices.
+    in_memory_limit: bytes of pool pixels above which a memory-mapped or
+      :mod:`msal_jax.pool_source` pool is streamed instead of placed on the
+      device (``None``: ``pool_source.IN_MEMORY_LIMIT_BYTES``; 0: always;
+      docs/out_of_core.md).
 
   Every default that a config also has is the config's, from
   :mod:`msal_jax.defaults`: the same settings given here or in a config
@@ -195,6 +199,7 @@ class ActiveLearner:
       max_to_keep: int | None = CHECKPOINT.max_to_keep,
       log: Callable[[str], None] | None = print,
       devices: int | Sequence[Any] | Any | None = None,
+      in_memory_limit: int | None = None,
   ):
     self.strategy = strategies.get(strategy).name
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -237,6 +242,11 @@ class ActiveLearner:
       raise ValueError(f"devices must be None, an integer >= 1, devices or a mesh, got "
                        f"{devices!r}.")
     self.devices = devices
+    if in_memory_limit is not None and (isinstance(in_memory_limit, bool) or not isinstance(
+        in_memory_limit, int) or in_memory_limit < 0):
+      raise ValueError(f"in_memory_limit must be None or an integer >= 0 (bytes), got "
+                       f"{in_memory_limit!r}.")
+    self.in_memory_limit = in_memory_limit
     self.log = log or (lambda s: None)
     self.summary: dict[str, Any] | None = None
 
@@ -298,6 +308,7 @@ class ActiveLearner:
         self.dataset, strategy=self.strategy, seed=self.seed, al=self.al, train=self.train,
         model=self.model, workdir=self.workdir, max_to_keep=self.max_to_keep, log=self.log,
         initial_set=self.initial_set, oracle=self.oracle, devices=self.devices,
+        in_memory_limit=self.in_memory_limit,
     )
     if self.workdir is not None and not self.summary.get("pending_labels"):
       report.write_report(self.workdir)  # results.md, results.csv, curves.png, ...

@@ -158,3 +158,24 @@ def test_image_folder_pool_reproduces_bald(tmp_path, tiny, streamed):
   ds = dataclasses.replace(tiny, pool_images=source)
   got = loop_fixtures.run_case("bald", loop, ds, str(tmp_path / "run"))
   _same_but_traces(got, _recorded("bald"))
+
+
+def test_active_learner_streams_a_memory_mapped_pool(tmp_path, tiny):
+  import msal_jax
+
+  path = tmp_path / "pool.npy"
+  np.save(path, np.asarray(tiny.pool_images))
+  kw = dict(strategy="entropy", initial=20, budget=10, batch=10, epochs=1, batch_size=16,
+            eval_batch_size=64, model_kwargs=dict(loop_fixtures.TINY_TRUNK), log=None)
+  test = (np.asarray(tiny.test_images), np.asarray(tiny.test_labels))
+  labels = np.asarray(tiny.pool_labels)
+  mapped = msal_jax.ActiveLearner("small_cnn", (np.load(path, mmap_mode="r"), labels), test,
+                                  in_memory_limit=0, **kw).run()
+  held = msal_jax.ActiveLearner("small_cnn", (np.asarray(tiny.pool_images), labels), test,
+                                **kw).run()
+  assert mapped["traces"].get("pool_step") == 1  # it did stream
+  assert [r["queried"] for r in mapped["rounds"]] == [r["queried"] for r in held["rounds"]]
+  assert mapped["accuracies"] == held["accuracies"]
+  with pytest.raises(ValueError, match="in_memory_limit must be None or an integer >= 0"):
+    msal_jax.ActiveLearner("small_cnn", (np.asarray(tiny.pool_images), labels), test,
+                           in_memory_limit=-1, **kw)
