@@ -2,6 +2,7 @@ r"""One streamed pool pass of the small CNN over a memory-mapped pool far larger
 
   python benchmarks/out_of_core.py                         # 2 GB pool, 1 GiB limit
   python benchmarks/out_of_core.py --gb=20 --limit_gb=3    # the issue's 20 GB case
+  python benchmarks/out_of_core.py --loop                  # one round of loop.run instead
 
 Writes a random uint8 ``[N, 32, 32, 3]`` ``.npy`` of ``--gb`` gigabytes under
 ``--dir`` (in a child process; the free space is checked first), then runs the
@@ -26,6 +27,25 @@ limit; RLIMIT_DATA counts the heap and anonymous mappings only, which is what
 the pool pass allocates. ``--cold`` drops the file's pages from the page
 cache first (``posix_fadvise(DONTNEED)``, this file only), so the pass reads
 the disk. The file is removed at the end unless ``--keep``.
+
+``--loop`` measures the experiment loop instead of a bare pass, in the same
+limited child (the limit is checked the same way): ``loop.run`` on a Dataset
+whose pool is the memory-mapped file (``np.load(mmap_mode="r")``; labels
+``i % 10``; test set: the file's last ``--test`` rows, in memory), forced to
+stream (``in_memory_limit=0``), one query round (``--initial`` labeled,
+``--query`` queried, ``rounds=1``: round 0 trains, scores the pool and queries;
+round 1 trains on the larger set and counts the pool's errors, a second pass),
+the small CNN, ``--epochs`` epochs, for each of ``--strategies``. Then the
+same runs on the first ``--subset`` rows as a numpy array (the in-memory
+path). Per run it prints the peak RSS (the most of ``/proc/self/status``
+VmRSS, sampled every 50 ms during that run; ``ru_maxrss`` of the process after
+the streamed runs), the seconds of each round from ``rounds.jsonl`` (train,
+eval, query) and the images/s of each round's pool pass (N / query seconds:
+round 0's includes compiling the pool step, round 1's does not), and the
+streamed / in-memory images/s ratio of each. The child runs with
+``MALLOC_ARENA_MAX=2`` unless set: glibc reserves 64 MB of address space per
+thread arena, which RLIMIT_DATA counts though little of it is resident (the
+loop's threads otherwise hit a 1 GiB limit with under 0.8 GB resident).
 """
 
 from __future__ import annotations
@@ -79,8 +99,96 @@ def _stage(name: str) -> None:
   print(f"  [{name}: peak RSS so far {_rss_mb():.0f} MB]", file=sys.stderr, flush=True)
 
 
+class _RssSampler:
+  """The most resident memory (``/proc/self/status`` VmRSS) seen since ``reset``, every 50 ms.
+
+  ``ru_maxrss`` is the process's peak over its whole life; the sampler gives
+  the peak of one run inside it (it may miss a peak shorter than 50 ms).
+  """
+
+  def __init__(self):
+    import threading
+    self.peak_kb, self._stop = 0, threading.Event()
+    self._thread = threading.Thread(target=self._loop, daemon=True)
+    self._thread.start()
+
+  @staticmethod
+  def now_kb() -> int:
+    with open("/proc/self/status") as f:
+      return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+  def _loop(self) -> None:
+    while not self._stop.wait(0.05):
+      self.peak_kb = max(self.peak_kb, self.now_kb())
+
+  def reset(self) -> None:
+    self.peak_kb = self.now_kb()
+
+  def peak_mb(self) -> float:
+    return max(self.peak_kb, self.now_kb()) / 1024
+
+
+def _loop_child(args) -> None:
+  """One query round of ``loop.run`` per strategy, streamed from the file, then in memory."""
+  from msal_jax import loop, streamed_pool
+  from msal_jax.data import custom
+
+  streamed_pool.CHUNK_BATCHES = args.chunk // args.batch  # chunk = CHUNK_BATCHES * eval batch
+  pool = np.load(args.path, mmap_mode="r")
+  num = pool.shape[0]
+  test_x = np.array(pool[num - args.test:])  # a small test set, in memory
+  test_y = (np.arange(num - args.test, num) % 10).astype(np.int32)
+  labels = (np.arange(num) % 10).astype(np.int32)  # any valid labels do: a fixed pattern
+
+  def dataset(images, n):
+    return custom.from_arrays(images, labels[:n], test_x, test_y, num_classes=10,
+                              mean=MEAN, std=STD, name="out_of_core")
+
+  kw = dict(seed=0, log=lambda line: print("  " + line, file=sys.stderr, flush=True),
+            progress_every=0,
+            al=loop.ActiveLearningConfig(initial=args.initial, batch=args.query,
+                                         budget=args.query, rounds=1),
+            train=loop.TrainConfig(epochs=args.epochs, batch_size=64,
+                                   eval_batch_size=args.batch),
+            model=loop.ModelConfig(arch="small_cnn", trunk_kwargs={"widths": (16, 32),
+                                                                   "hidden": 64}))
+  sampler = _RssSampler()
+  out = {"num": num, "file_gb": os.path.getsize(args.path) / GB, "limit": args.limit,
+         "limit_gib": args.limit_gb, "runs": []}
+
+  def one(ds, strategy, mode, limit):
+    with tempfile.TemporaryDirectory() as workdir:
+      sampler.reset()
+      t0 = time.perf_counter()
+      loop.run(ds, strategy=strategy, workdir=workdir, in_memory_limit=limit, **kw)
+      seconds = time.perf_counter() - t0
+      with open(os.path.join(workdir, "rounds.jsonl")) as f:
+        rounds = [json.loads(line) for line in f]
+    n = ds.num_pool
+    out["runs"].append({
+        "strategy": strategy, "mode": mode, "num": n, "seconds": seconds,
+        "peak_rss_mb": sampler.peak_mb(),
+        "rounds": [{k: r[k] for k in ("train_seconds", "eval_seconds", "query_seconds")}
+                   for r in rounds],
+        "pass_img_s": [n / r["query_seconds"] for r in rounds]})
+    _stage(f"{mode} {strategy}")
+
+  big = dataset(pool, num)
+  for strategy in args.strategies:
+    one(big, strategy, "streamed", 0)
+  out["ru_maxrss_streamed_mb"] = _rss_mb()
+  m = min(args.subset, num)
+  small = dataset(np.array(pool[:m]), m)  # a numpy array: the in-memory path
+  for strategy in args.strategies:
+    one(small, strategy, "in-memory", None)
+  out["ru_maxrss_mb"] = _rss_mb()
+  print(json.dumps(out))
+
+
 def _child(args) -> None:
   _limit(args.limit, int(args.limit_gb * 2**30))
+  if args.loop:
+    return _loop_child(args)
   import jax
   import jax.numpy as jnp
 
@@ -160,6 +268,14 @@ def main() -> None:
   p.add_argument("--dir", default=tempfile.gettempdir())
   p.add_argument("--cold", action="store_true", help="drop the file from the page cache first")
   p.add_argument("--keep", action="store_true", help="keep the pool file")
+  p.add_argument("--loop", action="store_true",
+                 help="one query round of loop.run (streamed, then in memory) instead of a pass")
+  p.add_argument("--strategies", type=lambda v: v.split(","), default=["msal_d", "entropy"],
+                 help="--loop: comma-separated strategies")
+  p.add_argument("--initial", type=int, default=500, help="--loop: initial labeled samples")
+  p.add_argument("--query", type=int, default=250, help="--loop: samples queried (one round)")
+  p.add_argument("--epochs", type=int, default=2, help="--loop: epochs per round")
+  p.add_argument("--test", type=int, default=1000, help="--loop: test-set rows (in memory)")
   p.add_argument("--path", help=argparse.SUPPRESS)
   p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
   args = p.parse_args()
@@ -179,7 +295,10 @@ def main() -> None:
   try:
     cmd = [sys.executable, os.path.abspath(__file__), "--child", f"--path={path}"] + [
         a for a in sys.argv[1:] if not a.startswith(("--path", "--child"))]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    env = dict(os.environ)
+    if args.loop:  # see the docstring: arenas' address space counts against RLIMIT_DATA
+      env.setdefault("MALLOC_ARENA_MAX", "2")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode:
       print(proc.stdout + proc.stderr[-4000:])
       raise SystemExit(proc.returncode)
@@ -190,12 +309,34 @@ def main() -> None:
       os.remove(path)
   print(f"pool {r['num']} x 32x32x3 uint8 = {r['file_gb']:.2f} GB, RLIMIT_{r['limit'].upper()} "
         f"{r['limit_gib']} GiB (enforced: {r['limit_gib']} GiB allocation refused)")
+  if args.loop:
+    return _print_loop(r)
   print(f"streamed pass: {r['stream_seconds']:.1f} s, {r['stream_img_s']:.0f} images/s, "
         f"peak RSS {r['peak_rss_mb']:.0f} MB (before the pass {r['rss_before_pass_mb']:.0f} MB)")
   print(f"in-memory pass ({r['subset']} rows, Trainer.predict + select): "
         f"{r['memory_img_s']:.0f} images/s; streamed from memory: "
         f"{r['stream_memory_img_s']:.0f} images/s")
   print(f"streamed / in-memory images/s: {r['ratio']:.2f}x")
+
+
+def _print_loop(r: dict) -> None:
+  """The ``--loop`` table: a line per run, then the streamed / in-memory ratio per strategy."""
+  print(f"{'strategy':10} {'pool':>16} {'peak RSS':>9} {'round 0 train/eval/query':>25} "
+        f"{'round 1 train/eval/query':>25} {'pass, rounds 0 / 1':>23}")
+  for run in r["runs"]:
+    r0, r1 = (" / ".join(f"{x[k]:.1f}" for k in ("train_seconds", "eval_seconds",
+                                                  "query_seconds")) + " s" for x in run["rounds"])
+    print(f"{run['strategy']:10} {run['mode'] + ' ' + str(run['num']):>16} "
+          f"{run['peak_rss_mb']:6.0f} MB {r0:>25} {r1:>25} "
+          f"{run['pass_img_s'][0]:7.0f} / {run['pass_img_s'][1]:.0f} img/s")
+  print(f"ru_maxrss: {r['ru_maxrss_streamed_mb']:.0f} MB after the streamed runs, "
+        f"{r['ru_maxrss_mb']:.0f} MB at the end")
+  rate = {(x["strategy"], x["mode"]): x["pass_img_s"] for x in r["runs"]}
+  for strategy in dict.fromkeys(x["strategy"] for x in r["runs"]):
+    ratios = [a / b for a, b in zip(rate[strategy, "streamed"], rate[strategy, "in-memory"],
+                                    strict=True)]
+    print(f"{strategy}: streamed / in-memory images/s of the pool pass: {ratios[0]:.2f}x "
+          f"(round 0, query), {ratios[1]:.2f}x (round 1)")
 
 
 if __name__ == "__main__":

@@ -5,8 +5,9 @@ installed) PyTorch select the same samples, and that the blocked top-k equals
 lax.top_k; benchmarks/entropy_forms.py reports each form's difference from the
 library's entropy; benchmarks/kmeans.py compares msal-jax's k-means with
 scikit-learn's (docs/fidelity.md); benchmarks/out_of_core.py streams a memory-mapped
-pool under an enforced memory limit and exits non-zero when that limit does not
-bite or when the streamed selection differs from the in-memory one. They are
+pool under an enforced memory limit (one pool pass, or with --loop one round of
+loop.run) and exits non-zero when that limit does not bite or when the streamed
+selection differs from the in-memory one. They are
 documented in docs/benchmarks.md; this keeps them working.
 """
 
@@ -70,4 +71,22 @@ def test_out_of_core_benchmark(tmp_path):
   assert re.search(r"^streamed pass: [\d.]+ s, \d+ images/s, peak RSS \d+ MB", out, re.M), out
   assert "in-memory pass (5000 rows, Trainer.predict + select)" in out, out
   assert re.search(r"^streamed / in-memory images/s: [\d.]+x$", out, re.M), out
+  assert not list(tmp_path.iterdir())  # the pool file is removed (no --keep)
+
+
+def test_out_of_core_loop_benchmark(tmp_path):
+  # --loop: one query round of loop.run streamed from the file (in_memory_limit=0), then
+  # the same round on the first --subset rows in memory, under the same enforced limit.
+  out = _run("out_of_core.py", "--loop", "--gb=0.01", "--subset=1000", "--chunk=1000",
+             "--batch=500", "--initial=100", "--query=50", "--epochs=1", "--test=200",
+             "--strategies=entropy", f"--dir={tmp_path}")
+  rows = int(0.01 * 10**9) // (32 * 32 * 3)
+  assert f"pool {rows} x 32x32x3 uint8 = 0.01 GB, RLIMIT_DATA 1.0 GiB (enforced" in out, out
+  secs = r"(?: / [\d.]+){2} s"
+  for mode, num in (("streamed", rows), ("in-memory", 1000)):
+    line = rf"^entropy +{mode} {num} +\d+ MB +[\d.]+{secs} +[\d.]+{secs} +\d+ / \d+ img/s$"
+    assert re.search(line, out, re.M), out
+  assert re.search(r"^ru_maxrss: \d+ MB after the streamed runs, \d+ MB at the end$", out, re.M)
+  assert re.search(r"^entropy: streamed / in-memory images/s of the pool pass: [\d.]+x "
+                   r"\(round 0, query\), [\d.]+x \(round 1\)$", out, re.M), out
   assert not list(tmp_path.iterdir())  # the pool file is removed (no --keep)
