@@ -235,3 +235,46 @@ def test_active_learner_passes_devices_to_the_loop(monkeypatch):
   with pytest.raises(ValueError, match=r"^devices must be None, an integer >= 1, devices or a "
                                        r"mesh, got 0\.$"):
     msal_jax.ActiveLearner("small_cnn", (x, y), (x, y), budget=4, batch=2, devices=0)
+
+
+THREE = ("entropy", "msal_d", "random")  # 3 runs (one seed): one per task of 3
+
+
+@pytest.fixture(scope="module")
+def three_shares(tmp_path_factory):
+  """The 3-run grid made by one job, and by the 3 tasks of a job array into one workdir
+  (in the order 2, 0, 1: a scheduler starts them in any order), one round each."""
+  cfg = worker.config()
+  cfg.strategies, cfg.al.rounds = THREE, 1
+  exp = experiment.Experiment.from_config(cfg)
+  ds = loop_fixtures.dataset()
+  whole, shared = (str(tmp_path_factory.mktemp(n)) for n in ("whole", "three"))
+  experiment.prepare_workdir(cfg, whole)
+  experiment.run(exp, whole, log=lambda s: None, dataset=ds, progress_every=0)
+  logs, tables = {}, {}
+  for task in (2, 0, 1):
+    experiment.prepare_workdir(cfg, shared)
+    lines = []
+    experiment.run(exp, shared, log=lines.append, dataset=ds, progress_every=0, task=(task, 3))
+    logs[task] = lines
+    tables[task] = os.path.exists(os.path.join(shared, "results.md"))
+  return {"whole": whole, "shared": shared, "logs": logs, "tables": tables}
+
+
+def test_three_shares_build_the_tables_of_one_job(three_shares):
+  wd, logs = three_shares["shared"], three_shares["logs"]
+  for task, strategy in enumerate(THREE):  # task i takes run i (round-robin, 3 runs)
+    assert f"task {task} of 3: 1 of 3 runs: {strategy}/seed_3" in logs[task]
+  assert logs[2][-1] == ("2 of 3 runs not finished yet: entropy/seed_3, msal_d/seed_3; the "
+                         "tables are written when they are done (or: python -m "
+                         f"experiments.report --workdir={wd})")
+  assert logs[0][-1].startswith("1 of 3 runs not finished yet: msal_d/seed_3; ")
+  assert three_shares["tables"] == {2: False, 0: False, 1: True}  # the last task writes them
+  for name in ("results.md", "results.csv"):
+    one_job = open(os.path.join(three_shares["whole"], name)).read()
+    assert open(os.path.join(wd, name)).read() == one_job, name
+  table = open(os.path.join(wd, "results.md")).read()
+  assert [table.count(f"| {s} |") for s in THREE] == [1, 1, 1]
+  for s in THREE:  # and each run's files are those of the one job's run
+    whole = loop_fixtures._files(os.path.join(three_shares["whole"], s, "seed_3"))
+    assert loop_fixtures._files(os.path.join(wd, s, "seed_3")) == whole, s
