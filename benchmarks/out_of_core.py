@@ -37,12 +37,14 @@ stream (``in_memory_limit=0``), one query round (``--initial`` labeled,
 round 1 trains on the larger set and counts the pool's errors, a second pass),
 the small CNN, ``--epochs`` epochs, for each of ``--strategies``. Then the
 same runs on the first ``--subset`` rows as a numpy array (the in-memory
-path). Per run it prints the peak RSS (the most of ``/proc/self/status``
-VmRSS, sampled every 50 ms during that run; ``ru_maxrss`` of the process after
-the streamed runs), the seconds of each round from ``rounds.jsonl`` (train,
-eval, query) and the images/s of each round's pool pass (N / query seconds:
-round 0's includes compiling the pool step, round 1's does not), and the
-streamed / in-memory images/s ratio of each. The child runs with
+path). Each run has its own limited child (two runs in one process under
+1 GiB failed: the second ran out of memory). Per run it prints the peak RSS
+(the most of ``/proc/self/status`` VmRSS, and of its anonymous and
+file-backed parts, sampled every 50 ms during the run; ``ru_maxrss`` of its
+process), the seconds
+of each round from ``rounds.jsonl`` (train, eval, query), the images/s of
+each round's pool pass (N / query seconds: round 0's includes compiling the
+pool step, round 1's does not) and the streamed / in-memory ratio of each. The child runs with
 ``MALLOC_ARENA_MAX=2`` unless set: glibc reserves 64 MB of address space per
 thread arena, which RLIMIT_DATA counts though little of it is resident (the
 loop's threads otherwise hit a 1 GiB limit with under 0.8 GB resident).
@@ -100,32 +102,40 @@ def _stage(name: str) -> None:
 
 
 class _RssSampler:
-  """The most resident memory (``/proc/self/status`` VmRSS) seen since ``reset``, every 50 ms.
+  """The most resident memory seen since ``reset``, from ``/proc/self/status`` every 50 ms.
 
   ``ru_maxrss`` is the process's peak over its whole life; the sampler gives
-  the peak of one run inside it (it may miss a peak shorter than 50 ms).
+  the peak of one run inside it (it may miss a peak shorter than 50 ms), as
+  VmRSS and its two parts, each at its own peak: RssAnon (heap, what
+  RLIMIT_DATA bounds) and RssFile (mapped files: the libraries and the pool's
+  pages while a chunk is read; reclaimable, not counted by RLIMIT_DATA).
   """
+
+  FIELDS = ("VmRSS", "RssAnon", "RssFile")
 
   def __init__(self):
     import threading
-    self.peak_kb, self._stop = 0, threading.Event()
+    self.peak, self._stop = self.now(), threading.Event()
     self._thread = threading.Thread(target=self._loop, daemon=True)
     self._thread.start()
 
-  @staticmethod
-  def now_kb() -> int:
+  @classmethod
+  def now(cls) -> dict[str, int]:
     with open("/proc/self/status") as f:
-      return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+      fields = dict(line.split(":", 1) for line in f)
+    return {k: int(fields[k].split()[0]) for k in cls.FIELDS}  # KiB
 
   def _loop(self) -> None:
     while not self._stop.wait(0.05):
-      self.peak_kb = max(self.peak_kb, self.now_kb())
+      now = self.now()
+      self.peak = {k: max(self.peak[k], now[k]) for k in self.FIELDS}
 
   def reset(self) -> None:
-    self.peak_kb = self.now_kb()
+    self.peak = self.now()
 
-  def peak_mb(self) -> float:
-    return max(self.peak_kb, self.now_kb()) / 1024
+  def peak_mb(self) -> dict[str, float]:
+    now = self.now()
+    return {k: max(self.peak[k], now[k]) / 1024 for k in self.FIELDS}
 
 
 def _loop_child(args) -> None:
@@ -167,21 +177,19 @@ def _loop_child(args) -> None:
     n = ds.num_pool
     out["runs"].append({
         "strategy": strategy, "mode": mode, "num": n, "seconds": seconds,
-        "peak_rss_mb": sampler.peak_mb(),
+        "peak_mb": sampler.peak_mb(),
         "rounds": [{k: r[k] for k in ("train_seconds", "eval_seconds", "query_seconds")}
                    for r in rounds],
         "pass_img_s": [n / r["query_seconds"] for r in rounds]})
     _stage(f"{mode} {strategy}")
 
-  big = dataset(pool, num)
-  for strategy in args.strategies:
-    one(big, strategy, "streamed", 0)
-  out["ru_maxrss_streamed_mb"] = _rss_mb()
-  m = min(args.subset, num)
-  small = dataset(np.array(pool[:m]), m)  # a numpy array: the in-memory path
-  for strategy in args.strategies:
-    one(small, strategy, "in-memory", None)
-  out["ru_maxrss_mb"] = _rss_mb()
+  strategy, mode = args.one.split(":")
+  if mode == "streamed":
+    one(dataset(pool, num), strategy, mode, 0)
+  else:
+    m = min(args.subset, num)
+    one(dataset(np.array(pool[:m]), m), strategy, mode, None)  # a numpy array: in memory
+  out["runs"][0]["ru_maxrss_mb"] = _rss_mb()
   print(json.dumps(out))
 
 
@@ -256,6 +264,21 @@ def _child(args) -> None:
   print(json.dumps(out))
 
 
+def _measure(path: str, extra: list[str]) -> dict:
+  """Runs the limited measuring child on ``path``; its JSON result (exits if it failed)."""
+  cmd = [sys.executable, os.path.abspath(__file__), "--child", f"--path={path}", *extra] + [
+      a for a in sys.argv[1:] if not a.startswith(("--path", "--child", "--one"))]
+  env = dict(os.environ)
+  if extra:  # --loop; see the docstring: arenas' address space counts against RLIMIT_DATA
+    env.setdefault("MALLOC_ARENA_MAX", "2")
+  proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+  if proc.returncode:
+    print(proc.stdout + proc.stderr[-4000:])
+    raise SystemExit(proc.returncode)
+  print(proc.stderr.strip(), flush=True)
+  return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--gb", type=float, default=2.0, help="size of the pool file")
@@ -277,6 +300,7 @@ def main() -> None:
   p.add_argument("--epochs", type=int, default=2, help="--loop: epochs per round")
   p.add_argument("--test", type=int, default=1000, help="--loop: test-set rows (in memory)")
   p.add_argument("--path", help=argparse.SUPPRESS)
+  p.add_argument("--one", help=argparse.SUPPRESS)  # --loop child: "strategy:mode"
   p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
   args = p.parse_args()
   if args.chunk % args.batch:
@@ -293,17 +317,12 @@ def main() -> None:
     subprocess.run([sys.executable, "-c", _WRITE_CHILD, path, str(rows)], check=True)
     print(f"wrote {path} ({rows} images, {time.perf_counter() - t0:.0f} s)", flush=True)
   try:
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", f"--path={path}"] + [
-        a for a in sys.argv[1:] if not a.startswith(("--path", "--child"))]
-    env = dict(os.environ)
-    if args.loop:  # see the docstring: arenas' address space counts against RLIMIT_DATA
-      env.setdefault("MALLOC_ARENA_MAX", "2")
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if proc.returncode:
-      print(proc.stdout + proc.stderr[-4000:])
-      raise SystemExit(proc.returncode)
-    print(proc.stderr.strip())
-    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    if not args.loop:
+      r = _measure(path, [])
+    else:  # a fresh limited child per run: each run's peak is its own
+      runs = [_measure(path, [f"--one={s}:{mode}"]) for mode in ("streamed", "in-memory")
+              for s in args.strategies]
+      r = {**runs[0], "runs": [x["runs"][0] for x in runs]}
   finally:
     if not args.keep and os.path.exists(path):
       os.remove(path)
@@ -321,16 +340,18 @@ def main() -> None:
 
 def _print_loop(r: dict) -> None:
   """The ``--loop`` table: a line per run, then the streamed / in-memory ratio per strategy."""
-  print(f"{'strategy':10} {'pool':>16} {'peak RSS':>9} {'round 0 train/eval/query':>25} "
-        f"{'round 1 train/eval/query':>25} {'pass, rounds 0 / 1':>23}")
+  print(f"{'strategy':10} {'pool':>16} {'peak RSS (anon / file)':>23} "
+        f"{'round 0 train/eval/query':>25} {'round 1 train/eval/query':>25} "
+        f"{'pass, rounds 0 / 1':>23}")
   for run in r["runs"]:
+    pk = run["peak_mb"]
     r0, r1 = (" / ".join(f"{x[k]:.1f}" for k in ("train_seconds", "eval_seconds",
                                                   "query_seconds")) + " s" for x in run["rounds"])
     print(f"{run['strategy']:10} {run['mode'] + ' ' + str(run['num']):>16} "
-          f"{run['peak_rss_mb']:6.0f} MB {r0:>25} {r1:>25} "
+          f"{pk['VmRSS']:5.0f} ({pk['RssAnon']:4.0f} / {pk['RssFile']:4.0f}) MB {r0:>25} {r1:>25} "
           f"{run['pass_img_s'][0]:7.0f} / {run['pass_img_s'][1]:.0f} img/s")
-  print(f"ru_maxrss: {r['ru_maxrss_streamed_mb']:.0f} MB after the streamed runs, "
-        f"{r['ru_maxrss_mb']:.0f} MB at the end")
+  print("ru_maxrss of each run's process: " + ", ".join(
+      f"{x['strategy']} {x['mode']} {x['ru_maxrss_mb']:.0f} MB" for x in r["runs"]))
   rate = {(x["strategy"], x["mode"]): x["pass_img_s"] for x in r["runs"]}
   for strategy in dict.fromkeys(x["strategy"] for x in r["runs"]):
     ratios = [a / b for a, b in zip(rate[strategy, "streamed"], rate[strategy, "in-memory"],

@@ -7,10 +7,13 @@ library's entropy; benchmarks/kmeans.py compares msal-jax's k-means with
 scikit-learn's (docs/fidelity.md); benchmarks/out_of_core.py streams a memory-mapped
 pool under an enforced memory limit (one pool pass, or with --loop one round of
 loop.run) and exits non-zero when that limit does not bite or when the streamed
-selection differs from the in-memory one. They are
+selection differs from the in-memory one; benchmarks/devices.py times one round on one
+device and on a mesh, and the grid side by side, and exits non-zero when the grid's runs
+give other accuracies side by side than one after another. They are
 documented in docs/benchmarks.md; this keeps them working.
 """
 
+import json
 import os
 import re
 import subprocess
@@ -84,9 +87,36 @@ def test_out_of_core_loop_benchmark(tmp_path):
   assert f"pool {rows} x 32x32x3 uint8 = 0.01 GB, RLIMIT_DATA 1.0 GiB (enforced" in out, out
   secs = r"(?: / [\d.]+){2} s"
   for mode, num in (("streamed", rows), ("in-memory", 1000)):
-    line = rf"^entropy +{mode} {num} +\d+ MB +[\d.]+{secs} +[\d.]+{secs} +\d+ / \d+ img/s$"
+    line = (rf"^entropy +{mode} {num} +\d+ \( *\d+ / *\d+\) MB"
+            rf" +[\d.]+{secs} +[\d.]+{secs} +\d+ / \d+ img/s$")
     assert re.search(line, out, re.M), out
-  assert re.search(r"^ru_maxrss: \d+ MB after the streamed runs, \d+ MB at the end$", out, re.M)
+  assert re.search(r"^ru_maxrss of each run.s process: entropy streamed \d+ MB, "
+                   r"entropy in-memory \d+ MB$", out, re.M), out
   assert re.search(r"^entropy: streamed / in-memory images/s of the pool pass: [\d.]+x "
                    r"\(round 0, query\), [\d.]+x \(round 1\)$", out, re.M), out
   assert not list(tmp_path.iterdir())  # the pool file is removed (no --keep)
+
+
+def test_devices_benchmark():
+  # One query round on 1 device and on a mesh of 2 forced CPU devices, and a grid of 2 runs
+  # one after another and side by side; the script exits non-zero when the grid's runs give
+  # other accuracies side by side than one after another.
+  out = _run("devices.py", "--devices=2", "--runs=2", "--epochs=1", "--initial=20",
+             "--batch=10")
+  assert "2 device(s) in the mesh process (forced host devices sharing the CPU cores)" in out
+  walls = dict(re.findall(r"^(one device|mesh of 2): +wall +([\d.]+) s \| round 1: query", out,
+                          re.M))
+  assert set(walls) == {"one device", "mesh of 2"}, out
+  ratio = re.search(r"^mesh / one device \(time ratio, < 1 is faster\): wall ([\d.]+)x, query "
+                    r"[\d.]+x, train [\d.]+x, eval [\d.]+x$", out, re.M)
+  assert ratio and abs(float(ratio.group(1)) - float(walls["mesh of 2"])
+                       / float(walls["one device"])) < 0.01, out
+  seq = re.search(r"^grid of 2 runs one after another on 1 device: ([\d.]+) s$", out, re.M)
+  side = re.search(r"^grid of 2 runs side by side on 2 devices \(devices_per_run=1\): ([\d.]+) s$",
+                   out, re.M)
+  both = re.search(r"^side by side / one after another: ([\d.]+)x", out, re.M)
+  assert seq and side and both, out
+  assert abs(float(both.group(1)) - float(side.group(1)) / float(seq.group(1))) < 0.01, out
+  accs = re.search(r"^test accuracies of every run and round equal one after another and side "
+                   r"by side: (\[.*\])$", out, re.M)
+  assert accs and [len(a) for a in json.loads(accs.group(1))] == [2, 2], out  # 2 runs x 2 rounds
