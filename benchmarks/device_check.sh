@@ -13,7 +13,11 @@
 #      device, numpy and PyTorch references on the host CPU);
 #   3. benchmarks/models.py: inference and train step images/s, XLA's FLOPs per image
 #      (for the roofline), PyTorch on CUDA when it has it;
-#   4. the paper-protocol MNIST run (ResNet18, 500 + 40 x 250, 20 epochs), MSAL-D,
+#   4. benchmarks/devices.py (issue 18): one round of the CPU-sized MNIST config (the
+#      embedded mnist5k) on 1 device and over a mesh of every device (up to 8), and 8
+#      runs side by side (mesh.devices_per_run=1) against one after another; a machine
+#      with one accelerator times the one-device run only (the script says so);
+#   5. the paper-protocol MNIST run (ResNet18, 500 + 40 x 250, 20 epochs), MSAL-D,
 #      seed 0, on the idx files in data/mnist (carried, git-ignored), for as long as
 #      the time limit allows: every finished round is in rounds.jsonl with its seconds.
 # Everything is written under $OUT (default /tmp/device_check): one log per step, the
@@ -56,6 +60,8 @@ if [ "$QUICK" = 1 ]; then
   step selection 300 "$PY" benchmarks/selection.py --sizes=100000 --classes=10 --repeats=2 \
     --top-k-blocks=
   step models 600 "$PY" benchmarks/models.py --quick
+  step devices 300 "$PY" benchmarks/devices.py --devices=2 --runs=2 --epochs=1 --initial=20 \
+    --batch=10
   MNIST_FLAGS=(--config=configs/mnist.py:cpu --config.al.budget=200)
 else
   step tests 120 "$PY" -m pytest -q -x -p no:cacheprovider tests/test_scoring.py \
@@ -65,12 +71,13 @@ else
     2>/dev/null || echo cpu)
   step models 90 "$PY" benchmarks/models.py --torch-device="$TORCH_DEV" --batch=1024 \
     --train-batch=128 --repeats=5
+  step devices 90 "$PY" benchmarks/devices.py --devices=8 --runs=8
   MNIST_FLAGS=(--config=configs/mnist.py)
 fi
 
 if [ -d data/mnist ]; then
   rm -rf /tmp/mnist_run
-  step mnist_paper "${MNIST_LIMIT:-200}" "$PY" -m experiments.run "${MNIST_FLAGS[@]}" \
+  step mnist_paper "${MNIST_LIMIT:-110}" "$PY" -m experiments.run "${MNIST_FLAGS[@]}" \
     --config.data.dir=data/mnist --config.strategies=msal_d --config.seeds=0 \
     --workdir=/tmp/mnist_run
   rounds=$(find /tmp/mnist_run -name rounds.jsonl | head -n 1)
