@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from jax.sharding import Mesh
 
 from msal_jax import parallel, scoring, strategies
-from msal_jax.placement import make_mesh
+from msal_jax.placement import make_mesh, to_host
 
 
 def has_sharded_form(name: str) -> bool:
@@ -67,8 +67,13 @@ def pinned(devices: Any) -> contextlib.AbstractContextManager:
 
 
 def gathered(outputs: strategies.PoolOutputs) -> strategies.PoolOutputs:
-  """The pool outputs copied to the default device (one array each, not split)."""
-  return jax.tree.map(lambda a: jnp.asarray(jax.device_get(a)), outputs)
+  """The pool outputs copied to the default device (one array each, not split).
+
+  Under ``jax.distributed`` every process gathers the whole arrays
+  (:func:`msal_jax.placement.to_host`, a collective: every process calls it)
+  and runs the same one-device selection on them.
+  """
+  return jax.tree.map(lambda a: jnp.asarray(to_host(a)), outputs)
 
 
 def mesh_select(name: str, mesh: Mesh, one_device: Callable[..., jax.Array]) -> Callable:
@@ -84,6 +89,6 @@ def mesh_select(name: str, mesh: Mesh, one_device: Callable[..., jax.Array]) -> 
   else:
     def select(key: jax.Array, outputs: Any, labeled: jax.Array, *, budget: int,
                beta: float) -> jax.Array:
-      return one_device(key, gathered(outputs), jnp.asarray(jax.device_get(labeled)),
+      return one_device(key, gathered(outputs), jnp.asarray(to_host(jnp.asarray(labeled))),
                         budget=budget, beta=beta)
   return select

@@ -25,6 +25,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from msal_jax import metrics, oracles, pool_stream, pseudo, report, strategies
+from msal_jax.placement import to_host
 from msal_jax.progress import Progress
 from msal_jax.run_files import RunFiles
 from msal_jax.run_state import RoundState
@@ -115,8 +116,8 @@ def evaluate(run: Run, ts: TrainState) -> tuple[float, float]:
   """Test accuracy of the round's model, and the seconds it took."""
   t0 = time.perf_counter()
   test_logits, _ = run.trainer.predict(ts, run.test_images)
-  acc = metrics.accuracy(np.asarray(jnp.argmax(test_logits, -1))[:run.num_test],
-                         run.test_labels)
+  # to_host: under jax.distributed the logits span every process's devices.
+  acc = metrics.accuracy(to_host(jnp.argmax(test_logits, -1))[:run.num_test], run.test_labels)
   return acc, time.perf_counter() - t0
 
 
@@ -125,7 +126,7 @@ def score_pool(run: Run, state: RoundState, ts: TrainState) -> tuple[
   """The pool's outputs, predictions, and error rate over its unlabeled known samples."""
   run.progress.say(f"round {state.round}: scoring the pool ({run.num_pool} samples)")
   logits, feats = _pool_rows(run, run.trainer.predict(ts, run.pool_images))
-  pool_pred = np.asarray(jnp.argmax(logits, -1))
+  pool_pred = to_host(jnp.argmax(logits, -1))
   # Over the unlabeled samples whose ground truth is known (all, when benchmarking).
   err = metrics.unlabeled_error_rate(pool_pred, run.pool_truth, state.labeled | ~run.known)
   outputs = strategies.PoolOutputs(logits=logits, features=feats, prototypes=run.prototypes)
@@ -143,8 +144,8 @@ def query(run: Run, state: RoundState, ts: TrainState, outputs: strategies.PoolO
     mc_logits = run.trainer.predict_mc(ts, run.pool_images, key=jax.random.fold_in(key_q, 1),
                                        passes=run.al.mc_passes)
     outputs = dataclasses.replace(outputs, mc_logits=_pool_rows(run, mc_logits, axis=1))
-  picked = np.asarray(run.select(key_q, outputs, jnp.asarray(state.labeled),
-                                 budget=run.al.batch, beta=run.al.beta))
+  picked = to_host(run.select(key_q, outputs, jnp.asarray(state.labeled),
+                             budget=run.al.batch, beta=run.al.beta))
   return _checked(run, state, picked, take), outputs
 
 
@@ -189,8 +190,10 @@ def _save_embeddings(run: Run, state: RoundState, ts: TrainState,
   if state.round not in run.embedding_rounds:
     return
   idx = np.union1d(run.embedding_sample, np.asarray(queried, np.int64))
-  features = (np.asarray(outputs.features[idx]) if run.stream is None
+  features = (to_host(outputs.features[idx]) if run.stream is None
               else run.stream.features(ts, idx))  # streamed: read back from the source
+  if not run.files.writes:  # under jax.distributed: process 0 writes, once every process gathered
+    return
   report.save_embeddings(
       os.path.join(run.files.workdir, "embeddings", f"round_{state.round}.npz"),
       round=state.round, indices=idx, features=features,

@@ -1,0 +1,99 @@
+"""One loop run per strategy over every device, in one process or as one of two (issue 18).
+
+Started by tests/test_multihost_loop.py (never collected by pytest itself): the
+device count has to be set in ``XLA_FLAGS`` before jax is imported.
+
+  # one process, 8 devices:
+  XLA_FLAGS=--xla_force_host_platform_device_count=8 \
+      python tests/multihost_loop_worker.py --workdir=DIR
+  # one of two processes of a jax.distributed run (4 devices each), one shared DIR:
+  XLA_FLAGS=--xla_force_host_platform_device_count=4 python tests/multihost_loop_worker.py \
+      --workdir=DIR --port=12345 --num_processes=2 --process_id=0
+
+Each strategy of :data:`STRATEGIES` runs the tiny fixture run
+(``loop_fixtures._settings``: 2 query rounds) into ``DIR/<strategy>``; the
+process prints one ``RESULT`` line of JSON (its process index, device counts,
+each run's queries and accuracies as :func:`msal_jax.loop.run` returned them, and
+the files it opened for writing under ``DIR`` other than the checkpoints; on
+process 0 also each run's result files, read back as ``loop_fixtures._files`` does).
+With ``--again`` every run is made a second time into the same folders: each
+is then resumed from its last checkpoint, finds itself finished, and rewrites
+its result files from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import builtins
+import json
+import os
+import sys
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+STRATEGIES = ("entropy", "msal_d")
+
+
+def record_writes(workdir: str) -> list[str]:
+  """The paths under ``workdir`` (not checkpoints/) this process opens to write, from now on."""
+  written, root, real_open, real_replace = [], os.path.abspath(workdir), builtins.open, os.replace
+
+  def note(path):
+    path = os.path.abspath(os.fspath(path))
+    if path.startswith(root + os.sep) and f"{os.sep}checkpoints{os.sep}" not in path:
+      written.append(os.path.relpath(path, root))
+
+  def open_(file, mode="r", *args, **kwargs):
+    if isinstance(file, (str, os.PathLike)) and any(c in mode for c in "wax+"):
+      note(file)
+    return real_open(file, mode, *args, **kwargs)
+
+  def replace(src, dst, *args, **kwargs):
+    note(dst)
+    return real_replace(src, dst, *args, **kwargs)
+
+  builtins.open, os.replace = open_, replace
+  return written
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--workdir", required=True)
+  parser.add_argument("--port", type=int)
+  parser.add_argument("--num_processes", type=int, default=1)
+  parser.add_argument("--process_id", type=int, default=0)
+  parser.add_argument("--again", action="store_true")
+  args = parser.parse_args()
+  if args.num_processes > 1:
+    jax.distributed.initialize(coordinator_address=f"127.0.0.1:{args.port}",
+                               num_processes=args.num_processes, process_id=args.process_id,
+                               initialization_timeout=60)
+  import loop_fixtures
+
+  from msal_jax import loop
+
+  ds = loop_fixtures.dataset()
+  out = {"process_index": jax.process_index(), "process_count": jax.process_count(),
+         "devices": jax.device_count(), "local_devices": jax.local_device_count(), "runs": {}}
+  written = record_writes(args.workdir)
+  for name in STRATEGIES * (2 if args.again else 1):
+    lines, workdir = [], os.path.join(args.workdir, name)
+    summary = loop.run(ds, strategy=name, seed=0, workdir=workdir, log=lines.append,
+                       **loop_fixtures._settings(loop))
+    out["runs"].setdefault(name, []).append({
+        "queried": [r["queried"] for r in summary["rounds"]],
+        "accuracies": summary["accuracies"], "log": lines,
+        # The files as this call left them (process 0 wrote them before it returned).
+        "files": loop_fixtures._files(workdir) if jax.process_index() == 0 else None})
+  out["written"] = sorted(set(written))
+  print("RESULT " + json.dumps(out), flush=True)
+  if args.num_processes > 1:
+    jax.distributed.shutdown()
+
+
+if __name__ == "__main__":
+  main()
