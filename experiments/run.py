@@ -19,6 +19,11 @@ scheduler's SLURM_ARRAY_TASK_ID / JOB_COMPLETION_INDEX) runs the I-th share of
 the grid into one shared --workdir; the task that finishes the grid writes
 the tables (else `python -m experiments.report --workdir=DIR` once all are done).
 
+One run over several hosts (docs/devices.md): start the same command on every
+host with --coordinator_address=HOST:PORT --num_processes=N --process_id=I, or
+with --distributed where the cluster scheduler's environment (SLURM, Kubernetes,
+Cloud TPU) tells jax.distributed.initialize() those; process 0 writes the files.
+
 Progress inside a round (training epochs, pool scoring) is printed every
 --log_every seconds: 10 by default on a terminal, none when the output goes
 to a file; --log_every=0 turns it off.
@@ -62,6 +67,19 @@ _NUM_TASKS = flags.DEFINE_integer(
     "The number of tasks the grid is split over (a job array's size). Default: "
     "SLURM_ARRAY_TASK_COUNT; 1 (or no job array): the whole grid.",
 )
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed", False,
+    "Run over the devices of several processes: jax.distributed.initialize() reads the "
+    "coordinator, process count and index from the cluster scheduler's environment.",
+)
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None,
+    "HOST:PORT of process 0 for jax.distributed (with --num_processes and --process_id).",
+)
+_NUM_PROCESSES = flags.DEFINE_integer(
+    "num_processes", None, "Processes of the jax.distributed run (with --coordinator_address).")
+_PROCESS_ID = flags.DEFINE_integer(
+    "process_id", None, "This process's index in the jax.distributed run, 0-based.")
 flags.mark_flags_as_required(["config"])
 
 
@@ -69,6 +87,39 @@ def _default_workdir(config_path: str) -> str:
   name = os.path.splitext(os.path.basename(config_path.split(":")[0]))[0]
   stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
   return os.path.join("runs", f"{name}-{stamp}")
+
+
+def _init_distributed() -> bool:
+  """Starts ``jax.distributed`` when asked (before anything touches a device); whether it did."""
+  given = {"coordinator_address": _COORDINATOR.value, "num_processes": _NUM_PROCESSES.value,
+           "process_id": _PROCESS_ID.value}
+  if not _DISTRIBUTED.value and all(v is None for v in given.values()):
+    return False
+  missing = [f"--{k}" for k, v in given.items() if v is None]
+  if missing and not _DISTRIBUTED.value:
+    raise ValueError(f"{', '.join(missing)} missing: give --coordinator_address, "
+                     "--num_processes and --process_id together, or --distributed to read "
+                     "them from the cluster scheduler's environment.")
+  import jax
+
+  jax.distributed.initialize(**{k: v for k, v in given.items() if v is not None})
+  return True
+
+
+def _prepare(config, workdir: str, distributed: bool) -> bool:
+  """``prepare_workdir`` on process 0 alone, the others waiting for it; whether it resumes."""
+  if not distributed:
+    return experiment.prepare_workdir(
+        config, workdir, allow_config_change=_ALLOW_CONFIG_CHANGE.value, replace_unused=True)
+  import jax
+  from jax.experimental import multihost_utils
+
+  resuming = False
+  if jax.process_index() == 0:
+    resuming = experiment.prepare_workdir(
+        config, workdir, allow_config_change=_ALLOW_CONFIG_CHANGE.value, replace_unused=True)
+  multihost_utils.sync_global_devices("experiments.run: workdir prepared")
+  return resuming
 
 
 def main(argv: list[str]) -> None:
@@ -84,6 +135,12 @@ def main(argv: list[str]) -> None:
     sys.exit(f"error: --log_every must be >= 0 seconds (0: no progress lines), got "
              f"{_LOG_EVERY.value}.")
   try:
+    distributed = _init_distributed()  # before anything touches a device
+    if distributed:
+      import jax
+
+      if jax.process_index() != 0:  # process 0 prints the progress lines
+        log = lambda s: None  # noqa: E731
     task = shares.task_from(_TASK_INDEX.value, _NUM_TASKS.value)
     if task[1] > 1 and _WORKDIR.value is None:
       raise ValueError(f"--num_tasks={task[1]} (from {task[2]}): the tasks share one workdir; "
@@ -91,12 +148,13 @@ def main(argv: list[str]) -> None:
     exp = experiment.Experiment.from_config(config)  # every field checked before any work
     dataset = experiment.load_dataset(exp)
     experiment.check_pool(exp, dataset)  # the budget against the pool, sweep included
+    if distributed and _WORKDIR.value is None:
+      raise ValueError("--distributed / --num_processes: every process writes to one workdir; "
+                       "give it with --workdir.")
     workdir = _WORKDIR.value or _default_workdir(
         config_flags.get_config_filename(flags.FLAGS["config"])
     )
-    resuming = experiment.prepare_workdir(  # the first write
-        config, workdir, allow_config_change=_ALLOW_CONFIG_CHANGE.value, replace_unused=True
-    )
+    resuming = _prepare(config, workdir, distributed)  # the first write
     state = f" (shared by {task[1]} tasks)" if task[1] > 1 else " (resuming)" if resuming else ""
     log(f"workdir: {os.path.abspath(workdir)}{state}")
     results = experiment.run(exp, workdir, log=log, dataset=dataset,
