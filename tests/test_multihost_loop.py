@@ -22,7 +22,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 WORKER = os.path.join(HERE, "multihost_loop_worker.py")
 STRATEGIES = ("entropy", "msal_d")
-TIMEOUT = 400  # seconds; the three processes take about 65 s on a shared 2-core CPU
+TIMEOUT = 400  # seconds; all three took 110 s together on the shared 2-core CPU (load 12)
 
 
 def _env(devices):
