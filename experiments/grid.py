@@ -21,6 +21,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+import jax
 import numpy as np
 
 from experiments import device_grid, outputs, shares
@@ -192,6 +193,8 @@ def run(
         f"(or: python -m experiments.report --workdir={workdir})")
     return results
   # From the files, as `python -m experiments.report` does: the same bytes either way.
-  report.write_report(workdir, log=log)
+  # Under jax.distributed every process ran the same runs; process 0 writes.
+  if jax.process_index() == 0:
+    report.write_report(workdir, log=log)
   outputs.log_table(workdir, log)
   return results

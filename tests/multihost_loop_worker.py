@@ -35,7 +35,7 @@ import jax  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-STRATEGIES = ("entropy", "msal_d")
+STRATEGIES = ("msal_d",)  # the sharded MSAL-D selection; one strategy keeps the test short
 
 
 def record_writes(workdir: str) -> list[str]:

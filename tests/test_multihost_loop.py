@@ -21,7 +21,7 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 WORKER = os.path.join(HERE, "multihost_loop_worker.py")
-STRATEGIES = ("entropy", "msal_d")
+STRATEGIES = ("msal_d",)  # the sharded MSAL-D selection; one strategy keeps the test short
 TIMEOUT = 400  # seconds; all three took 110 s together on the shared 2-core CPU (load 12)
 
 
