@@ -238,15 +238,7 @@ class ActiveLearner:
                                   augment=TRAIN.augment)
     self.model = model_config(model, kwargs=model_kwargs, rho=rho, dropout_rate=dropout_rate)
     self.max_to_keep = max_to_keep
-    if isinstance(devices, bool) or (isinstance(devices, int) and devices < 1):
-      raise ValueError(f"devices must be None, an integer >= 1, devices or a mesh, got "
-                       f"{devices!r}.")
-    self.devices = devices
-    if in_memory_limit is not None and (isinstance(in_memory_limit, bool) or not isinstance(
-        in_memory_limit, int) or in_memory_limit < 0):
-      raise ValueError(f"in_memory_limit must be None or an integer >= 0 (bytes), got "
-                       f"{in_memory_limit!r}.")
-    self.in_memory_limit = in_memory_limit
+    self.devices, self.in_memory_limit = _placement(devices, in_memory_limit)
     self.log = log or (lambda s: None)
     self.summary: dict[str, Any] | None = None
 
@@ -323,6 +315,18 @@ class ActiveLearner:
   def pending_labels(self) -> str | None:
     """The query CSV waiting for a person's labels (``oracle="csv"``), or ``None``."""
     return None if self.summary is None else self.summary.get("pending_labels")
+
+
+def _placement(devices: Any, in_memory_limit: Any) -> tuple[Any, int | None]:
+  """``devices`` and ``in_memory_limit`` of :class:`ActiveLearner`, checked."""
+  if isinstance(devices, bool) or (isinstance(devices, int) and devices < 1):
+    raise ValueError(f"devices must be None, an integer >= 1, devices or a mesh, got "
+                     f"{devices!r}.")
+  if in_memory_limit is not None and (isinstance(in_memory_limit, bool) or not isinstance(
+      in_memory_limit, int) or in_memory_limit < 0):
+    raise ValueError(f"in_memory_limit must be None or an integer >= 0 (bytes), got "
+                     f"{in_memory_limit!r}.")
+  return devices, in_memory_limit
 
 
 def _jsonable(value: Any) -> Any:
