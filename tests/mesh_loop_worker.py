@@ -22,7 +22,7 @@ import loop_fixtures  # noqa: E402
 
 from msal_jax import loop  # noqa: E402
 
-STRATEGIES = ("entropy", "msal_d", "bald", "kcenter", "ceal_entropy")
+STRATEGIES = ("msal_d", "bald", "kcenter", "ceal_entropy")
 
 
 def main() -> None:
