@@ -62,6 +62,9 @@ SKIPPED = {
     "data_dir='DIR').download_and_prepare(file_format='array_record')":
         "downloads a dataset (network)",
     "pip install -e .[cuda12]": "installs the CUDA wheels (network, a GPU)",
+    "python benchmarks/tree_memory.py -- bash .ci/run":
+        "the whole suite in a fresh venv (over 10 minutes); tests/test_tree_memory.py runs the "
+        "script",
     "python -m experiments.synthetic_data --out=DIR":
         "writes full-size SVHN / CIFAR / Tiny ImageNet files (about a minute, gigabytes)",
     "python -m msal_jax.query": "the program's name in a sentence; its commands are run",
