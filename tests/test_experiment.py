@@ -21,11 +21,11 @@ TINY = [
 ]
 
 
-def _launch(workdir, *extra):
+def _launch(workdir, *extra, tiny=TINY):
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   return subprocess.run(
       [sys.executable, "-m", "experiments.run", "--config=configs/mnist5k.py",
-       f"--workdir={workdir}", *TINY, *extra],
+       f"--workdir={workdir}", *tiny, *extra],
       cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
   )
 

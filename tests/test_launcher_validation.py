@@ -3,34 +3,24 @@ last lines say what the table's columns are and where the files are (issue 15)."
 
 import dataclasses
 import json
-import os
-import subprocess
-import sys
 
 import ml_collections
 import pytest
+import test_experiment
 from absl import flags as absl_flags
 from ml_collections import config_flags
 
 from experiments import defaults, experiment, outputs, overrides
 from msal_jax import defaults as lib_defaults
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = [
-    "--config.al.initial=20", "--config.al.batch=10", "--config.al.budget=10",
-    "--config.train.epochs=1", "--config.train.batch_size=16",
-    "--config.train.eval_batch_size=500",
-    "--config.model.trunk.widths=(4, 8)", "--config.model.trunk.hidden=16",
-]
+ROOT = test_experiment.ROOT
+# test_experiment's tiny launch with one query round (budget 10).
+TINY = [("--config.al.budget=10" if a.startswith("--config.al.budget=") else a)
+        for a in test_experiment.TINY]
 
 
 def _launch(workdir, *extra):
-  env = dict(os.environ, JAX_PLATFORMS="cpu")
-  return subprocess.run(
-      [sys.executable, "-m", "experiments.run", "--config=configs/mnist5k.py",
-       f"--workdir={workdir}", *TINY, *extra],
-      cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
-  )
+  return test_experiment._launch(workdir, *extra, tiny=TINY)
 
 
 @pytest.mark.parametrize("override, line", [
