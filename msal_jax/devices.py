@@ -21,17 +21,9 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh
 
-from msal_jax import parallel, scoring, strategies
+from msal_jax import parallel, strategies
+from msal_jax.parallel import has_sharded_form
 from msal_jax.placement import make_mesh, to_host
-
-
-def has_sharded_form(name: str) -> bool:
-  """Whether :func:`msal_jax.parallel.select` has strategy ``name``'s sharded twin."""
-  strategies.get(name)  # a known name
-  if name == "random" or name in ("msal", "ceal_msal", "msal_d") or name.endswith("_msal_d"):
-    return True
-  base = name.removeprefix("ceal_").removesuffix("_msal")
-  return base in scoring.MC_UNCERTAINTY or base in scoring.UNCERTAINTY
 
 
 def run_mesh(devices: int | Sequence[jax.Device] | Mesh | None) -> Mesh | None:

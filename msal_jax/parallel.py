@@ -256,6 +256,17 @@ def msal_d(features: ArrayLike, prototypes: ArrayLike | None, labeled: ArrayLike
                      mesh=mesh)
 
 
+def has_sharded_form(name: str) -> bool:
+  """Whether :func:`select` has strategy ``name``'s sharded twin (kept beside its dispatch)."""
+  from msal_jax import strategies  # the registry validates the name
+
+  strategies.get(name)
+  if name == "random" or name in ("msal", "ceal_msal", "msal_d") or name.endswith("_msal_d"):
+    return True
+  base = name.removeprefix("ceal_").removesuffix("_msal")
+  return base in scoring.MC_UNCERTAINTY or base in scoring.UNCERTAINTY
+
+
 def select(name: str, key: jax.Array, outputs: Any, labeled: ArrayLike, *, budget: int,
            beta: float, mesh: Mesh) -> jax.Array:
   """``strategies.get(name).select(key, outputs, labeled, budget=, beta=)`` over the mesh.
@@ -267,9 +278,10 @@ def select(name: str, key: jax.Array, outputs: Any, labeled: ArrayLike, *, budge
   :class:`msal_jax.strategies.PoolOutputs` (``mc_logits`` for the MC-dropout
   strategies, ``prototypes`` for the max-separation ones).
   """
-  from msal_jax import strategies  # the registry validates the name
-
-  strategies.get(name)
+  if not has_sharded_form(name):  # validates the name too
+    raise ValueError(
+        f"strategy {name!r} is not a pool-scoring top-k (a clustering or diversity selection): "
+        "it has no sharded version here; run strategies.get(name).select on one device.")
   if name == "random":
     return random(key, labeled, budget=budget, mesh=mesh)
   if name in ("msal", "ceal_msal", "msal_d") or name.endswith("_msal_d"):
@@ -287,11 +299,7 @@ def select(name: str, key: jax.Array, outputs: Any, labeled: ArrayLike, *, budge
     if outputs.mc_logits is None:
       raise ValueError(f"strategy {name!r} needs outputs.mc_logits (MC-dropout passes).")
     return uncertainty(outputs.mc_logits, labeled, score=base, budget=budget, mesh=mesh)
-  if base in scoring.UNCERTAINTY:
-    return uncertainty(outputs.logits, labeled, score=base, budget=budget, mesh=mesh)
-  raise ValueError(
-      f"strategy {name!r} is not a pool-scoring top-k (a clustering or diversity selection): "
-      "it has no sharded version here; run strategies.get(name).select on one device.")
+  return uncertainty(outputs.logits, labeled, score=base, budget=budget, mesh=mesh)
 
 
 # ---------------------------------------------------------------------------
