@@ -27,9 +27,9 @@ Paper: no Fashion-MNIST reference numbers are recorded in DESIGN.md.
 
 The paper's label schedule on the CPU (the `:cpu` variant with 500 initial
 labels, 10 rounds of 250, 20 epochs; docs/results.md, "The paper's label
-schedule", 2 seeds, 2026-12-02), AUBC / F-acc: MSAL-D 0.8394 / 0.8609 against
-margin 0.8448 / 0.8647, entropy 0.8274 / 0.8458, MSAL 0.8255 / 0.8484, random
-0.8276 / 0.8503.
+schedule", 3 seeds, 2026-12-02), AUBC / F-acc: MSAL-D 0.8367 / 0.8602 against
+margin 0.8445 / 0.8607, entropy 0.8280 / 0.8473, MSAL 0.8258 / 0.8498, random
+0.8296 / 0.8464.
 """
 
 import ml_collections
