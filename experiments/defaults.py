@@ -60,6 +60,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.class_names = ml_collections.config_dict.placeholder(tuple)  # default "0", "1", ...
   config.data.image_size = ml_collections.config_dict.placeholder(tuple)  # folder: (H, W)
   config.data.channels = ml_collections.config_dict.placeholder(int)  # folder: 1 or 3; None: auto
+  # Bytes of pool pixels (N * H * W * Ch) above which the pool stays on disk and is streamed
+  # through the network each round (docs/out_of_core.md): sources npy, npz, folder, tfds.
+  # None: msal_jax.pool_source.IN_MEMORY_LIMIT_BYTES (4 GiB); 0: always stream.
+  config.data.in_memory_limit = ml_collections.config_dict.placeholder(int)
   # Long-tailed pool (msal_jax.data.longtail): smallest / largest class size, e.g. 0.01;
   # None = the pool as it is. imbalance_seed picks which samples each class keeps.
   config.data.imbalance = ml_collections.config_dict.placeholder(float)

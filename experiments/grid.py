@@ -32,10 +32,20 @@ from msal_jax.models import custom
 
 
 def load_dataset(exp: Experiment) -> data.Dataset:
-  """The experiment's dataset as its files hold it (before ``data.imbalance``)."""
+  """The experiment's dataset as its files hold it (before ``data.imbalance``).
+
+  A pool of more than ``data.in_memory_limit`` bytes of pixels is not read
+  into memory: ``npy`` / ``npz`` pools are memory maps, ``folder`` gives a
+  :class:`~msal_jax.pool_source.FolderPool` and ``tfds`` a
+  :class:`~msal_jax.pool_source.TfdsPool`, which the loop streams.
+  """
   if exp.source in data.CUSTOM_SOURCES:
-    return data.load_custom(exp.source, exp.data_path or exp.data_dir, **exp.data_options)
-  return data.load(exp.dataset, source=exp.source, data_dir=exp.data_dir)
+    options = dict(exp.data_options)
+    if exp.source == "folder":
+      options["in_memory_limit"] = exp.in_memory_limit
+    return data.load_custom(exp.source, exp.data_path or exp.data_dir, **options)
+  return data.load(exp.dataset, source=exp.source, data_dir=exp.data_dir,
+                   in_memory_limit=exp.in_memory_limit)
 
 
 def _pool_labels(exp: Experiment, dataset: data.Dataset) -> np.ndarray:
@@ -52,8 +62,15 @@ def check_pool(exp: Experiment, dataset: data.Dataset) -> None:
 
   ``dataset`` as loaded (before ``data.imbalance``); a pool with known labels
   only (the start drawn at random) is checked; otherwise the known labels are
-  the start and the loop checks what is left.
+  the start and the loop checks what is left. ``data.imbalance`` needs the pool
+  in memory (or memory-mapped): a pool streamed from image files or TFDS is refused.
   """
+  if exp.imbalance is not None and not isinstance(dataset.pool_images, np.ndarray):
+    raise ValueError(
+        f"data.imbalance={exp.imbalance:g}: a long-tailed subset of a pool streamed from its "
+        f"files ({type(dataset.pool_images).__name__}: more than data.in_memory_limit bytes of "
+        "pixels) is not supported yet; raise data.in_memory_limit if the pool fits in memory, "
+        "or save the pool as .npy files (data.source=npy).")
   labels = _pool_labels(exp, dataset)
   if not (labels >= 0).all():
     return
@@ -120,7 +137,7 @@ def _run_one(exp: Experiment, dataset: data.Dataset, job: shares.Job, workdir: s
       max_to_keep=exp.max_to_keep, log=log, embedding_rounds=point.tsne_rounds,
       embedding_points=point.tsne_points,
       oracle="csv" if exp.hitl else _make_oracle(point, dataset, seed),
-      progress_every=progress_every, devices=devices,
+      progress_every=progress_every, devices=devices, in_memory_limit=exp.in_memory_limit,
   )
   summary.pop("rounds")
   summary.pop("variables")  # the network: each run's checkpoints hold it

@@ -19,7 +19,7 @@ from typing import Any
 import jax
 import ml_collections
 
-from msal_jax import data, loop, metrics, report, strategies
+from msal_jax import data, loop, metrics, pool_source, report, strategies
 from msal_jax import defaults as lib_defaults
 from msal_jax.data import longtail
 from msal_jax.models import custom
@@ -80,6 +80,9 @@ class Experiment:
   oracle_kwargs: dict = dataclasses.field(default_factory=dict)
   imbalance: float | None = None  # data.imbalance: a long-tailed pool (data.longtail)
   imbalance_seed: int = 0  # data.imbalance_seed: which samples the long-tailed pool keeps
+  # data.in_memory_limit: bytes of pool pixels above which the pool is streamed from its
+  # files (npy, npz, folder, tfds); None: msal_jax.pool_source.IN_MEMORY_LIMIT_BYTES.
+  in_memory_limit: int | None = None
   tsne_rounds: tuple[int, ...] = ()
   tsne_points: int = TSNE_POINTS
   sweep_field: str | None = None
@@ -158,6 +161,9 @@ class Experiment:
         imbalance_seed < 0
     ):
       raise ValueError(f"data.imbalance_seed must be an integer >= 0, got {imbalance_seed!r}.")
+    in_memory_limit = config.data.get("in_memory_limit")
+    if in_memory_limit is not None:
+      pool_source.in_memory_limit(in_memory_limit, "data.in_memory_limit")
     rounds = config.al.get("rounds")
     al_d, train_d = lib_defaults.AL, lib_defaults.TRAIN  # a field the config leaves out
     exp = cls(
@@ -170,6 +176,7 @@ class Experiment:
         **_oracle_settings(config),
         imbalance=longtail.check_imbalance(config.data.get("imbalance")),
         imbalance_seed=imbalance_seed,
+        in_memory_limit=in_memory_limit,
         strategies=names,
         seeds=_as_seeds(config.seeds),
         al=loop.ActiveLearningConfig(

@@ -37,7 +37,7 @@ from msal_jax.read_ahead import DEFAULT_PREFETCH, ChunkIterator
 __all__ = [
     "DEFAULT_PREFETCH", "DEFAULT_WORKERS", "IMAGE_EXTENSIONS", "IN_MEMORY_LIMIT_BYTES",
     "ArrayPool", "ChunkIterator", "FolderPool", "NpyPool", "PoolSource", "TfdsPool",
-    "list_images", "open_pool",
+    "in_memory_limit", "list_images", "open_pool",
 ]
 
 # Pools of at most this many bytes of pixels are read into memory (ArrayPool);
@@ -50,6 +50,20 @@ DEFAULT_WORKERS = min(8, os.cpu_count() or 1)  # FolderPool decoding threads
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
                     ".pgm")
+
+
+def in_memory_limit(value: int | None, field: str = "in_memory_limit") -> int:
+  """``value`` in bytes, or :data:`IN_MEMORY_LIMIT_BYTES` (read now) for ``None``.
+
+  Raises a one-line ``ValueError`` naming ``field`` unless ``value`` is ``None``
+  or an int >= 0.
+  """
+  if value is None:
+    return IN_MEMORY_LIMIT_BYTES
+  if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    raise ValueError(f"{field} must be an integer >= 0 (bytes of pool pixels; 0: always "
+                     f"stream), got {value!r}.")
+  return value
 
 
 @runtime_checkable

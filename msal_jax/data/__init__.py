@@ -11,7 +11,9 @@ Sources:
   naming it, never a short dataset.
 * ``"tfds"``: a TFDS dataset prepared as array_record, read through
   ``tfds.data_source`` without TensorFlow; ``data_dir`` is the TFDS data
-  folder (None = TFDS's default).
+  folder (None = TFDS's default). A train split of more than
+  ``in_memory_limit`` bytes of pixels stays on disk: its ``pool_images`` is a
+  :class:`msal_jax.pool_source.TfdsPool`, which the loop streams.
 * ``"auto"``: ``"embedded"`` for embedded-only datasets; else ``"local"``
   when ``data_dir`` holds any of the dataset's files, else ``"tfds"``.
 
@@ -27,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
+from msal_jax import pool_source
 from msal_jax.data import cifar, embedded, idx, svhn, tfds_source, tinyimagenet
 from msal_jax.data.custom import SOURCES as CUSTOM_SOURCES
 from msal_jax.data.custom import from_arrays, load_custom, load_folder, load_npy_dir, load_npz
@@ -172,7 +175,8 @@ def resolve_source(name: str, source: str = "auto", data_dir: str | None = None)
   return source
 
 
-def load(name: str, *, source: str = "auto", data_dir: str | None = None) -> Dataset:
+def load(name: str, *, source: str = "auto", data_dir: str | None = None,
+         in_memory_limit: int | None = None) -> Dataset:
   """Loads a dataset by name (see :data:`DATASETS`) from one source.
 
   Args:
@@ -183,11 +187,17 @@ def load(name: str, *, source: str = "auto", data_dir: str | None = None) -> Dat
       module docstring); the dataset's spec says which are allowed.
     data_dir: folder of the original files (``"local"``) or the TFDS data
       folder (``"tfds"``); ignored by ``"embedded"``.
+    in_memory_limit: ``"tfds"``: a train split of more than this many bytes of
+      pixels is given as a :class:`msal_jax.pool_source.TfdsPool` (labels read
+      in a chunked pass), not read into memory; ``None``:
+      :data:`msal_jax.pool_source.IN_MEMORY_LIMIT_BYTES`, 0: always. The
+      other sources read the pool into memory.
 
   Returns:
     A :class:`Dataset`: ``pool_images [N, H, W, Ch] uint8`` (the training
-    split), ``pool_labels [N] int32``, ``test_images [M, H, W, Ch] uint8``,
-    ``test_labels [M] int32``, with the spec's class names and mean/std.
+    split; or a ``TfdsPool``, above), ``pool_labels [N] int32``,
+    ``test_images [M, H, W, Ch] uint8``, ``test_labels [M] int32``, with the
+    spec's class names and mean/std.
     ``mnist5k`` gives the same 4,000 pool and 1,000 test digits on every call.
 
   Raises:
@@ -195,6 +205,7 @@ def load(name: str, *, source: str = "auto", data_dir: str | None = None) -> Dat
       what to change).
     FileNotFoundError: ``"local"`` files or their folder are missing.
   """
+  pool_source.in_memory_limit(in_memory_limit, "data.in_memory_limit")  # for every source
   concrete = resolve_source(name, source, data_dir)
   spec = DATASETS[name]
   class_names = spec.class_names
@@ -213,7 +224,7 @@ def load(name: str, *, source: str = "auto", data_dir: str | None = None) -> Dat
     assert spec.tfds_name is not None  # every spec with "tfds" in sources has one
     try:
       pool_x, pool_y, test_x, test_y, tfds_names = tfds_source.load_tfds(
-          spec.tfds_name, data_dir=data_dir
+          spec.tfds_name, data_dir=data_dir, in_memory_limit=in_memory_limit
       )
     except ValueError as e:
       if source != "auto":

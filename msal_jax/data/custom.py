@@ -21,11 +21,14 @@ given. Class names default to ``"0"``, ``"1"``, ...
   label), ``root/test/<class>/*.png`` (or ``val``). Pool ids run through
   ``train`` by class (in class order) and file name, then ``unlabeled``;
   ``pool_paths`` holds each sample's path relative to ``root``. The folder
-  itself is read by :mod:`msal_jax.data.image_folder`.
+  itself is read by :mod:`msal_jax.data.image_folder`; a pool of more than
+  ``in_memory_limit`` bytes of pixels is not decoded but given as a
+  :class:`msal_jax.pool_source.FolderPool` over its files.
 
-The loop copies the images to the accelerator once (``jnp.asarray``), so the
-pool must fit in device memory; memory-mapping saves the host copy while
-loading.
+The loop copies a pool of at most its ``in_memory_limit`` bytes (default
+:data:`msal_jax.pool_source.IN_MEMORY_LIMIT_BYTES`, 4 GiB) to the
+accelerator once; a larger memory map or :class:`~msal_jax.pool_source.PoolSource`
+is streamed through the network in chunks each round (docs/out_of_core.md).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from msal_jax import pool_source
 from msal_jax.data import image_folder
 from msal_jax.data.dataset import Dataset
 from msal_jax.data.image_folder import IMAGE_EXTENSIONS as IMAGE_EXTENSIONS  # re-exported
@@ -47,6 +51,9 @@ KEYS = ("pool_images", "pool_labels", "test_images", "test_labels", "class_names
 _KERAS_KEYS = {"x_train": "pool_images", "y_train": "pool_labels", "x_test": "test_images",
                "y_test": "test_labels"}
 _STATS_CHUNK = 4096  # images per step when computing mean/std (memory-mapped pools)
+# A PoolSource's chunks hold at most this many bytes as float64 (and fewer than
+# _STATS_CHUNK images), so that the pass over a pool of large images stays small.
+_STATS_BYTES = 128 << 20
 
 
 def _images(name: str, what: str, x: Any) -> np.ndarray:
@@ -86,18 +93,34 @@ def _labels(name: str, what: str, y: Any, n: int, *, allow_unknown: bool) -> np.
   return y.astype(np.int32)
 
 
-def pixel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def pixel_stats(images: np.ndarray | pool_source.PoolSource
+                ) -> tuple[tuple[float, ...], tuple[float, ...]]:
   """Per-channel ``(mean, std)`` of ``images [N, H, W, Ch] uint8`` scaled to ``[0, 1]``.
 
   Streams over the images in chunks (float64 sums), so a memory-mapped pool
-  is never read into memory whole. A channel with zero spread gets std 1.
+  is never read into memory whole. ``images`` may be a
+  :class:`~msal_jax.pool_source.PoolSource` (read by ``read``, in chunks of
+  at most :data:`_STATS_CHUNK` images and :data:`_STATS_BYTES` bytes as
+  float64; with images of up to ``_STATS_BYTES / 8 / _STATS_CHUNK`` = 4096
+  bytes each, the chunks and so the results are those of the same pool as
+  an array). A channel with zero spread gets std 1.
   """
-  ch = images.shape[-1]
+  if isinstance(images, np.ndarray):
+    num, ch, step = images.shape[0], images.shape[-1], _STATS_CHUNK
+
+    def rows(start, stop):
+      return images[start:stop]
+  else:
+    num, ch = images.num, images.image_shape[-1]
+    step = max(1, min(_STATS_CHUNK, _STATS_BYTES // (8 * int(np.prod(images.image_shape)))))
+
+    def rows(start, stop):
+      return images.read(np.arange(start, stop))
   total = np.zeros(ch)
   total_sq = np.zeros(ch)
   count = 0
-  for start in range(0, images.shape[0], _STATS_CHUNK):
-    chunk = np.asarray(images[start:start + _STATS_CHUNK], np.float64).reshape(-1, ch) / 255.0
+  for start in range(0, num, step):
+    chunk = np.asarray(rows(start, min(start + step, num)), np.float64).reshape(-1, ch) / 255.0
     total += chunk.sum(0)
     total_sq += (chunk * chunk).sum(0)
     count += chunk.shape[0]
@@ -125,7 +148,8 @@ def from_arrays(
   """A :class:`Dataset` of arrays in memory (or memory maps: they are not copied).
 
   Args:
-    pool_images: ``[N, H, W, Ch]`` or ``[N, H, W]`` uint8.
+    pool_images: ``[N, H, W, Ch]`` or ``[N, H, W]`` uint8, or a
+      :class:`~msal_jax.pool_source.PoolSource` (kept as it is: the loop streams it).
     pool_labels: ``[N]`` class indices, ``-1`` where unknown; ``None``: all unknown.
     test_images: ``[M, H, W, Ch]`` or ``[M, H, W]`` uint8.
     test_labels: ``[M]`` class indices (all known).
@@ -138,9 +162,12 @@ def from_arrays(
   Raises:
     ValueError: a wrong dtype, shape or label; the message names the array.
   """
-  pool_x = _images(name, "pool_images", pool_images)
+  if isinstance(pool_images, pool_source.PoolSource) and not isinstance(pool_images, np.ndarray):
+    pool_x, n = pool_images, pool_images.num  # read only by pixel_stats, in chunks
+  else:
+    pool_x = _images(name, "pool_images", pool_images)
+    n = pool_x.shape[0]
   test_x = _images(name, "test_images", test_images)
-  n = pool_x.shape[0]
   pool_y = (np.full(n, -1, np.int32) if pool_labels is None
             else _labels(name, "pool_labels", pool_labels, n, allow_unknown=True))
   test_y = _labels(name, "test_labels", test_labels, test_x.shape[0], allow_unknown=False)
@@ -304,6 +331,7 @@ def load_folder(
     class_names: Sequence[str] | None = None,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
+    in_memory_limit: int | None = None,
 ) -> Dataset:
   """A :class:`Dataset` from an image folder with one sub-folder per class.
 
@@ -323,7 +351,15 @@ def load_folder(
     class_names: the class list (index = label) when it should hold classes
       without a folder yet or another order; default: the sorted sub-folder
       names of ``train`` and ``test``.
-    mean, std: default: of the pool.
+    mean, std: default: of the pool (one chunked pass over it when it is not
+      decoded).
+    in_memory_limit: a pool of more than this many bytes of pixels (``N * H *
+      W * Ch``: the file count and the first image's size, or ``image_size``)
+      is not decoded: ``pool_images`` is a
+      :class:`~msal_jax.pool_source.FolderPool` over the same files, in the
+      same order and resized alike, which the loop streams. ``None``:
+      :data:`msal_jax.pool_source.IN_MEMORY_LIMIT_BYTES`; 0: always. The test
+      set is always decoded.
 
   Returns:
     The dataset; ``pool_paths`` are the pool images' paths relative to ``root``.
@@ -335,7 +371,7 @@ def load_folder(
   """
   root = os.path.expanduser(root)
   found = image_folder.read_folder(root, image_size=image_size, channels=channels,
-                                   class_names=class_names)
+                                   class_names=class_names, in_memory_limit=in_memory_limit)
   return from_arrays(
       found.pool_images, found.pool_labels, found.test_images, found.test_labels,
       name=name or os.path.basename(os.path.normpath(root)), class_names=found.class_names,

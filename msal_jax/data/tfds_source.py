@@ -18,6 +18,12 @@ Facts about tensorflow-datasets 4.9.10 this module relies on:
   ``ds[i]`` at a time, but under ``tfds.testing.mock_data`` it raises
   ``TypeError`` (the mock binds it without ``self``); then records are read
   one at a time.
+
+A train split of more than ``in_memory_limit`` bytes of pixels (its record
+count times record 0's image size) is not read into memory:
+:func:`load_tfds` gives it as a :class:`msal_jax.pool_source.TfdsPool`
+(the loop streams it) and reads its labels in one chunked pass
+(:func:`read_labels`, each chunk's images dropped).
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+from msal_jax import pool_source
 
 _CHUNK = 2048  # records per __getitems__ call
 _SPLITS = ("train", "test")
@@ -76,7 +84,7 @@ def _open(tfds_name: str, split: str, data_dir: str | None) -> Any:
 
 def _records(ds: Any, keys: Sequence[int], batched: bool) -> tuple[list[Any], bool]:
   """Records ``keys`` of ``ds`` and whether batched reads still work."""
-  if batched:
+  if batched and hasattr(ds, "__getitems__"):  # else: ``len`` and ``[i]`` only
     try:
       return list(ds.__getitems__(list(keys))), True
     except TypeError:  # tfds.testing.mock_data's __getitems__ (see the module docstring)
@@ -120,13 +128,59 @@ def read_split(
   return images_np, np.asarray(labels).astype(np.int32)
 
 
+def _pixel_bytes(ds: Any, image_key: str) -> int | None:
+  """``len(ds)`` times record 0's image bytes; None when record 0 does not tell
+  (then :func:`read_split` reads the split and reports what is wrong)."""
+  if len(ds) == 0:
+    return None
+  record = ds[0]
+  if not hasattr(record, "keys") or image_key not in record:
+    return None
+  return len(ds) * int(np.prod(np.shape(record[image_key])))
+
+
+def read_labels(ds: Any, label_key: str = "label", image_key: str = "image",
+                image_shape: tuple[int, int, int] | None = None) -> np.ndarray:
+  """``[N] int32``: the labels of a random-access split, read in chunks, images dropped.
+
+  Records are read ``_CHUNK`` at a time as in :func:`read_split`; only the
+  labels are kept, so memory holds one chunk of records and the ``[N]``
+  labels. Each record's image is checked against ``image_shape`` (``[H, W]``
+  counts as ``Ch = 1``), as :class:`~msal_jax.pool_source.TfdsPool` will read it.
+  """
+  num = len(ds)
+  if num == 0:
+    raise ValueError(f"{ds!r} has no examples.")
+  labels = np.empty(num, np.int64)
+  batched = True
+  for start in range(0, num, _CHUNK):
+    records, batched = _records(ds, range(start, min(start + _CHUNK, num)), batched)
+    for i, record in enumerate(records, start):
+      if image_key not in record or label_key not in record:
+        raise ValueError(
+            f"{ds!r}: records have features {sorted(record)}, not {image_key!r} and "
+            f"{label_key!r}; pass image_key/label_key."
+        )
+      if image_shape is not None:
+        image = np.asarray(record[image_key])
+        shape = image.shape + (1,) * (image.ndim == 2)
+        if image.dtype != np.uint8 or shape != tuple(image_shape):
+          raise ValueError(f"{ds!r}: record {i}'s {image_key!r} is {image.dtype} "
+                           f"{image.shape}, expected uint8 {tuple(image_shape)} (every pool "
+                           "image must have one shape).")
+      labels[i] = record[label_key]
+  return labels.astype(np.int32)
+
+
 def load_tfds(
     tfds_name: str,
     *,
     data_dir: str | None = None,
     image_key: str = "image",
     label_key: str = "label",
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[str, ...]]:
+    in_memory_limit: int | None = None,
+) -> tuple[np.ndarray | pool_source.TfdsPool, np.ndarray, np.ndarray, np.ndarray,
+           tuple[str, ...]]:
   """Reads the train and test splits of a prepared TFDS dataset, without TensorFlow.
 
   Args:
@@ -134,20 +188,32 @@ def load_tfds(
     data_dir: TFDS data folder (the one holding ``<tfds_name>/<version>/``);
       None = TFDS's default (``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``).
     image_key, label_key: feature names of the image and the class label.
+    in_memory_limit: a train split of more than this many bytes of pixels is
+      not read into memory: ``train_x`` is a
+      :class:`~msal_jax.pool_source.TfdsPool` over it and ``train_y`` comes
+      from :func:`read_labels`. ``None``:
+      :data:`msal_jax.pool_source.IN_MEMORY_LIMIT_BYTES`; 0: always. The test
+      split is always read into memory.
 
   Returns:
-    ``(train_x [N, H, W, Ch] uint8, train_y [N] int32, test_x [M, H, W, Ch]
-    uint8, test_y [M] int32, class_names)``, in TFDS's stored order.
+    ``(train_x [N, H, W, Ch] uint8 (or a TfdsPool), train_y [N] int32, test_x
+    [M, H, W, Ch] uint8, test_y [M] int32, class_names)``, in TFDS's stored order.
 
   Raises:
     ValueError: the dataset is not prepared in ``data_dir`` (the message gives
       the command that prepares it), is prepared as tfrecord, or cannot be read.
   """
-  out: list[np.ndarray] = []
+  limit = pool_source.in_memory_limit(in_memory_limit, "data.in_memory_limit")
+  out: list[Any] = []
   names: tuple[str, ...] = ()
   for split in _SPLITS:
     ds = _open(tfds_name, split, data_dir)
-    out += read_split(ds, image_key, label_key)
+    pixels = _pixel_bytes(ds, image_key) if split == "train" else None
+    if pixels is not None and pixels > limit:
+      pool = pool_source.TfdsPool(ds, image_key=image_key)
+      out += [pool, read_labels(ds, label_key, image_key, pool.image_shape)]
+    else:
+      out += read_split(ds, image_key, label_key)
     names = tuple(getattr(ds.dataset_info.features[label_key], "names", None) or ())
   train_x, train_y, test_x, test_y = out
   return train_x, train_y, test_x, test_y, names
