@@ -238,6 +238,21 @@ def test_launcher_streams_an_image_folder_with_the_in_memory_results(tmp_path, d
   assert (tmp_path / "streamed" / "results.md").exists()
 
 
+def test_long_tailed_subset_of_a_streamed_pool_is_refused_before_the_workdir(tmp_path, digits):
+  root = _write_folder(tmp_path / "digits", digits, 0)
+  config = _config("--config.data.source=folder", f"--config.data.dir={root}",
+                   "--config.data.in_memory_limit=0", "--config.data.imbalance=0.5")
+  exp = experiment.Experiment.from_config(config)
+  dataset = experiment.load_dataset(exp)
+  with pytest.raises(ValueError, match=r"data.imbalance=0.5: a long-tailed subset of a pool "
+                                       r"streamed from its files \(FolderPool: more than "
+                                       r"data.in_memory_limit"):
+    experiment.check_pool(exp, dataset)
+  config.data.in_memory_limit = None  # in memory: the subset is made as before
+  experiment.check_pool(exp := experiment.Experiment.from_config(config),
+                        experiment.load_dataset(exp))
+
+
 # ----------------------------------------------------------------------------- validation
 
 

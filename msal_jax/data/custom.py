@@ -120,9 +120,12 @@ def pixel_stats(images: np.ndarray | pool_source.PoolSource
   total_sq = np.zeros(ch)
   count = 0
   for start in range(0, num, step):
-    chunk = np.asarray(rows(start, min(start + step, num)), np.float64).reshape(-1, ch) / 255.0
+    # In place (the values of chunk / 255.0 and chunk * chunk): one float64 chunk at a time.
+    chunk = np.array(rows(start, min(start + step, num)), np.float64).reshape(-1, ch)
+    chunk /= 255.0
     total += chunk.sum(0)
-    total_sq += (chunk * chunk).sum(0)
+    np.multiply(chunk, chunk, out=chunk)
+    total_sq += chunk.sum(0)
     count += chunk.shape[0]
   if count == 0:
     raise ValueError("pixel_stats: no images.")
