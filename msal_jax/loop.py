@@ -99,7 +99,8 @@ def _placed(trainer: Trainer, dataset: Dataset, source: Any, *, capacity: int,
   labeled samples go to a store of ``capacity`` rows (:mod:`msal_jax.streamed_pool`).
   """
   if source is not None:
-    return dict(pool_images=None, train_images=None, test_images=jnp.asarray(dataset.test_images),
+    return dict(pool_images=None, train_images=None,
+                test_images=trainer.place_pool(dataset.test_images),
                 num_pool=dataset.num_pool, num_test=dataset.num_test,
                 stream=streamed_pool.StreamedPool.make(source, trainer, capacity=capacity,
                                                        mc_passes=mc_passes))
@@ -141,9 +142,7 @@ def build(dataset: Dataset, *, strategy: str, seed: int, al: ActiveLearningConfi
   check_dropout([strategy], model)
   net = model.build(dataset.num_classes, strat.head, dataset.image_shape)
   mesh = run_mesh(devices)
-  if source is not None:  # one device; only strategies with a streamed form
-    streamed_pool.check_mesh(mesh, devices)
-    mesh = None
+  if source is not None:  # only strategies with a streamed form
     streamed_pool.check_strategy(
         strategy, strat, num=dataset.num_pool, num_classes=dataset.num_classes,
         feature_dim=streamed_pool.feature_dim(net, dataset.image_shape), budget=al.batch)

@@ -38,6 +38,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
 
 from msal_jax import scoring, selection
 from msal_jax.pool_consumers import Predictions, RowValues, TopK
@@ -46,15 +48,34 @@ from msal_jax.train import normalize
 
 __all__ = [
     "NEEDS_ALL_EMBEDDINGS", "Consumer", "Predictions", "RowValues", "Selection", "TopK",
-    "make_apply_chunk", "memory_needed", "refusal", "stream_outputs", "streamed_form",
+    "chunk_rows", "host_outputs", "make_apply_chunk", "memory_needed", "place_chunk", "refusal",
+    "stream_outputs", "streamed_form",
 ]
 
 Consumer = Callable[[int, int, dict[str, jax.Array]], None]
 
 
+def chunk_rows(batches: int, batch_size: int, mesh: Mesh | None = None) -> int:
+  """Rows of a chunk: ``batches * batch_size``, rounded up to whole batches on every device.
+
+  >>> chunk_rows(8, 50), chunk_rows(2, 50, jax.sharding.Mesh(jax.devices()[:1], ("data",)))
+  (400, 100)
+  """
+  size = 1 if mesh is None else mesh.size
+  return -(-batches // size) * size * batch_size
+
+
+def place_chunk(chunk: np.ndarray, mesh: Mesh | None = None) -> jax.Array:
+  """A host chunk on the device, or its rows split over ``mesh`` (each process its own)."""
+  if mesh is None:
+    return jax.device_put(chunk)
+  from msal_jax import train_mesh
+  return train_mesh.put(chunk, train_mesh.rows_sharded(mesh))
+
+
 def make_apply_chunk(apply_fn: Callable, mean: Sequence[float], std: Sequence[float], *,
                      batch_size: int, mc_passes: int = 0,
-                     traces: Any = None) -> Callable:
+                     traces: Any = None, mesh: Mesh | None = None) -> Callable:
   """The compiled step ``(variables, key, chunk, offset) -> outputs`` of one chunk.
 
   Args:
@@ -66,6 +87,11 @@ def make_apply_chunk(apply_fn: Callable, mean: Sequence[float], std: Sequence[fl
       passes, keyed as ``Trainer.predict_mc(key=key)`` keys them.
     traces: optional ``collections.Counter``: ``traces["pool_step"]`` counts
       the step's compilations (as ``Trainer.traces`` counts its own).
+    mesh: ``None`` (one device), or a 1-D mesh: the chunk (placed by
+      :func:`place_chunk`, ``n`` a multiple of ``mesh.size * batch_size``,
+      see :func:`chunk_rows`) is split over it and every device runs the step
+      on its rows; the outputs keep that split (:func:`stream_outputs` brings
+      them to the host), the same values as on one device.
 
   Returns:
     A jitted function of ``variables`` (``{"params", "batch_stats"}``), a PRNG
@@ -104,13 +130,40 @@ def make_apply_chunk(apply_fn: Callable, mean: Sequence[float], std: Sequence[fl
       result["mc_logits"] = mc.reshape(mc_passes, n, mc.shape[-1])
     return result
 
-  return jax.jit(step)
+  if mesh is None:
+    return jax.jit(step)
+  from msal_jax.placement import mesh_axis
+  axis, size = mesh_axis(mesh), mesh.size
+
+  def local(variables, key, x, offset):  # one device's rows, at their place in the pool
+    return step(variables, key, x, offset + jax.lax.axis_index(axis) * x.shape[0])
+
+  specs = {"logits": P(axis), "features": P(axis)}
+  if mc_passes:
+    specs["mc_logits"] = P(None, axis)
+  sharded = jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(P(), P(), P(axis), P()),
+                                  out_specs=specs, check_vma=False))
+
+  def on_mesh(variables, key, chunk, offset):
+    if chunk.shape[0] % (size * batch_size):
+      raise ValueError(f"apply_chunk: a chunk of {chunk.shape[0]} rows does not split into "
+                       f"whole batches of {batch_size} over {size} devices (see chunk_rows).")
+    return sharded(variables, key, chunk, offset)
+
+  return on_mesh
+
+
+def host_outputs(out: dict[str, jax.Array]) -> dict[str, np.ndarray]:
+  """A mesh step's outputs as host arrays on every process (the consumers' inputs)."""
+  from msal_jax.placement import to_host
+  return {name: to_host(value) for name, value in out.items()}
 
 
 def stream_outputs(apply_chunk: Callable, variables: Any, source: Any, *, chunk_size: int,
                    consumers: Sequence[Consumer], key: jax.Array | None = None,
                    prefetch: int = DEFAULT_PREFETCH,
-                   progress: Callable[[int, int], None] | None = None) -> None:
+                   progress: Callable[[int, int], None] | None = None,
+                   mesh: Mesh | None = None) -> None:
   """Runs ``apply_chunk`` over every chunk of ``source`` and hands the outputs to ``consumers``.
 
   Args:
@@ -126,6 +179,8 @@ def stream_outputs(apply_chunk: Callable, variables: Any, source: Any, *, chunk_
     key: passed to every step (MC dropout).
     prefetch: chunks the source reads ahead.
     progress: ``progress(rows_done, N)`` after each chunk is handed on.
+    mesh: the mesh ``apply_chunk`` was made for (chunks placed by
+      :func:`place_chunk`); ``None``: one device.
   """
   if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
     raise ValueError(f"stream_outputs: chunk_size must be an int >= 1, got {chunk_size!r}.")
@@ -133,6 +188,8 @@ def stream_outputs(apply_chunk: Callable, variables: Any, source: Any, *, chunk_
 
   def hand_on(start: int, out: dict[str, jax.Array]) -> None:
     valid = min(chunk_size, num - start)
+    if mesh is not None:  # split over the devices (and processes): gathered on each host
+      out = host_outputs(out)
     for consume in consumers:
       consume(start, valid, out)
     jax.block_until_ready(out)  # at most two chunks in flight
@@ -142,7 +199,7 @@ def stream_outputs(apply_chunk: Callable, variables: Any, source: Any, *, chunk_
   with source.chunks(chunk_size, prefetch=prefetch) as chunks:
     previous = None
     for start, chunk in chunks:
-      out = apply_chunk(variables, key, jax.device_put(chunk), jnp.int32(start))
+      out = apply_chunk(variables, key, place_chunk(chunk, mesh), jnp.int32(start))
       if previous is not None:  # chunk i+1 is queued before chunk i is waited for
         hand_on(*previous)
       previous = (start, out)

@@ -93,7 +93,8 @@ def train_model(run: Run, state: RoundState, key_r: jax.Array) -> tuple[TrainSta
   train_mask, train_labels = jnp.asarray(state.labeled), jnp.asarray(state.labels)
   images, rows = run.train_images, None
   if run.stream is not None:  # the labeled store, visited in the in-memory order
-    images, train_labels, rows = run.stream.store.arrays(state.labeled, state.labels)
+    images, train_labels, rows = run.stream.store.arrays(state.labeled, state.labels,
+                                                         place=run.trainer.place_train_images)
   elif state.pseudo_mask.any():  # CEAL: this round also trains on pseudo-labels
     train_mask = jnp.asarray(state.labeled | state.pseudo_mask)
     train_labels = jnp.asarray(np.where(state.pseudo_mask, state.pseudo_labels, state.labels))
@@ -190,8 +191,11 @@ def _save_embeddings(run: Run, state: RoundState, ts: TrainState,
   if state.round not in run.embedding_rounds:
     return
   idx = np.union1d(run.embedding_sample, np.asarray(queried, np.int64))
-  features = (to_host(outputs.features[idx]) if run.stream is None
-              else run.stream.features(ts, idx))  # streamed: read back from the source
+  if run.stream is None:  # gathered at one shape in every round (no recompilation)
+    fixed = np.resize(idx, run.embedding_sample.size + run.al.batch)
+    features = to_host(outputs.features[fixed])[:idx.size]
+  else:  # streamed: read back from the source
+    features = run.stream.features(ts, idx)
   if not run.files.writes:  # under jax.distributed: process 0 writes, once every process gathered
     return
   report.save_embeddings(

@@ -27,8 +27,15 @@ Not streamed (refused by :func:`check_strategy` at build, with a one-line
 error): the strategies that need every embedding at once
 (:data:`msal_jax.pool_stream.NEEDS_ALL_EMBEDDINGS`, with the memory figure of
 :func:`msal_jax.pool_stream.refusal`) and CEAL (its pseudo-labels may cover
-much of the pool, which the labeled store does not hold). One device: a mesh
-joins with the scale-out of the streamed pass.
+much of the pool, which the labeled store does not hold).
+
+**Over a mesh** (the trainer's): each chunk's rows are split over the devices
+(:func:`msal_jax.pool_stream.make_apply_chunk`'s ``mesh``; the chunk grows to
+whole eval batches on every device, :func:`msal_jax.pool_stream.chunk_rows`),
+the outputs are gathered to every process's host for the consumers, and the
+labeled store is replicated for the data-parallel train step as the pool is
+in memory (:meth:`msal_jax.train.Trainer.place_train_images`). The queries
+and accuracies are those of the same run with the pool in memory on that mesh.
 """
 
 from __future__ import annotations
@@ -99,14 +106,6 @@ def check_strategy(strategy: str, strat: Any, *, num: int, feature_dim: int, num
   pool_stream.streamed_form(strategy)  # a ValueError when there is none
 
 
-def check_mesh(mesh: Any, devices: Any) -> None:
-  """A streamed pool runs on one device: a mesh given with it is refused."""
-  if mesh is not None and devices is not None:
-    raise ValueError("devices: a streamed pool (larger than in_memory_limit) runs on one device "
-                     "for now (the mesh joins later); pass devices=1, or raise in_memory_limit "
-                     "if the pool fits.")
-
-
 class LabeledStore:
   """The labeled samples' images and labels in fixed-capacity arrays, filled from the source.
 
@@ -121,9 +120,14 @@ class LabeledStore:
     self.stored = np.zeros(source.num, bool)
     self.count = 0
 
-  def arrays(self, mask: np.ndarray, labels: np.ndarray) -> tuple[jax.Array, jax.Array,
-                                                                   np.ndarray]:
-    """``(images [capacity], labels [capacity], rows [N])`` on the device for ``mask``."""
+  def arrays(self, mask: np.ndarray, labels: np.ndarray,
+             place: Callable[[np.ndarray], jax.Array] = jnp.asarray
+             ) -> tuple[jax.Array, jax.Array, np.ndarray]:
+    """``(images [capacity], labels [capacity], rows [N])`` for ``mask``, placed by ``place``.
+
+    ``place``: ``jnp.asarray`` (one device) or the trainer's
+    :meth:`~msal_jax.train.Trainer.place_train_images` (replicated on its mesh).
+    """
     new = np.flatnonzero(mask & ~self.stored)
     if self.count + new.size > self.capacity:
       raise RuntimeError(f"LabeledStore: {self.count + new.size} samples to train on, more "
@@ -135,7 +139,7 @@ class LabeledStore:
       self.count += new.size
     store_labels = np.zeros(self.capacity, np.int32)
     store_labels[self.rows[mask]] = labels[mask]
-    return jnp.asarray(self.images), jnp.asarray(store_labels), self.rows
+    return place(self.images), place(store_labels), self.rows
 
 
 @dataclasses.dataclass
@@ -146,36 +150,48 @@ class StreamedPool:
   store: LabeledStore
   apply: Callable  # make_apply_chunk's step, with MC passes when the strategy needs them
   chunk_size: int
+  mesh: Any = None  # the trainer's: chunks split over it; None: one device
 
   @classmethod
   def make(cls, source: pool_source.PoolSource, trainer: Any, *, capacity: int,
            mc_passes: int) -> StreamedPool:
     apply = pool_stream.make_apply_chunk(trainer.model.apply, trainer.mean, trainer.std,
                                          batch_size=trainer.eval_batch_size, mc_passes=mc_passes,
-                                         traces=trainer.traces)
+                                         traces=trainer.traces, mesh=trainer.mesh)
     return cls(source, LabeledStore(source, capacity), apply,
-               CHUNK_BATCHES * trainer.eval_batch_size)
+               pool_stream.chunk_rows(CHUNK_BATCHES, trainer.eval_batch_size, trainer.mesh),
+               trainer.mesh)
 
   @property
   def num(self) -> int:
     return self.source.num
 
+  def _variables(self, ts: Any, key: jax.Array) -> tuple[Any, jax.Array]:
+    variables = {"params": ts.params, "batch_stats": ts.batch_stats}
+    if self.mesh is None:
+      return variables, key
+    from msal_jax import train_mesh  # replicated on the mesh (the trainer's state already is)
+    return train_mesh.put((variables, key), train_mesh.replicated(self.mesh))
+
   def score(self, ts: Any, consumers: list, key: jax.Array,
             progress: Callable[[int, int], None] | None = None) -> None:
     """One pass over the pool: every chunk's outputs to ``consumers``."""
-    variables = {"params": ts.params, "batch_stats": ts.batch_stats}
+    variables, key = self._variables(ts, key)
     pool_stream.stream_outputs(self.apply, variables, self.source, chunk_size=self.chunk_size,
-                               consumers=consumers, key=key, progress=progress)
+                               consumers=consumers, key=key, progress=progress, mesh=self.mesh)
 
   def features(self, ts: Any, ids: np.ndarray) -> np.ndarray:
     """``[len(ids), K]`` features of pool rows ``ids``, by the pool pass's compiled step."""
-    variables = {"params": ts.params, "batch_stats": ts.batch_stats}
+    variables, key = self._variables(ts, jax.random.PRNGKey(0))
     out = []
     for start in range(0, len(ids), self.chunk_size):
       part = ids[start: start + self.chunk_size]
       chunk = np.zeros((self.chunk_size, *self.source.image_shape), np.uint8)
       chunk[:part.size] = self.source.read(part)
-      result = self.apply(variables, jax.random.PRNGKey(0), jnp.asarray(chunk), jnp.int32(0))
+      result = self.apply(variables, key, pool_stream.place_chunk(chunk, self.mesh),
+                          jnp.int32(0))
+      if self.mesh is not None:
+        result = pool_stream.host_outputs(result)
       out.append(np.asarray(result["features"])[:part.size])
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 

@@ -225,7 +225,7 @@ class Trainer:
     (:func:`~msal_jax.train_mesh.pad_batches`), which pass through BatchNorm.
     The state stays replicated and is donated, as on one device.
 
-    ``rows`` (one device): ``images`` and ``labels`` are a compact store of
+    ``rows``: ``images`` and ``labels`` are a compact store of
     the labeled samples (:class:`msal_jax.streamed_pool.LabeledStore`) and
     ``rows[i]`` the store row of pool sample ``i``; the shuffle is still the
     one over the ``[N]`` mask ``labeled``, mapped to store rows, so the steps
@@ -243,8 +243,6 @@ class Trainer:
     weight = np.zeros(padded, np.float32)
     weight[:num_labeled] = 1.0
     weight = weight.reshape(steps, self.batch_size)
-    if rows is not None and self.mesh is not None:
-      raise ValueError("fit: rows (a labeled store) is for one device; on a mesh give the pool.")
     if self.mesh is not None:
       state, images, labels, key = self._on_mesh(state, images, labels, key)
     loss = float("nan")

@@ -3,11 +3,13 @@
   XLA_FLAGS=--xla_force_host_platform_device_count=8 python tests/mesh_loop_worker.py
 
 For each strategy a 2-query-round run over all 8 devices (the default), with
-the backend compilations counted per round (``jax.monitoring``); and the
-recorded ``entropy`` fixture case with ``devices=1``, which must be today's
-one-device path exactly.
+the backend compilations counted per round (``jax.monitoring``); the same runs
+of :data:`STREAMED` with the pool as a memory-mapped ``.npy`` streamed in
+chunks split over the 8 devices (issue 19); and the recorded ``entropy``
+fixture case with ``devices=1``, which must be today's one-device path exactly.
 """
 
+import dataclasses
 import json
 import os
 import sys
@@ -15,14 +17,41 @@ import tempfile
 import threading
 
 import jax
+import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import loop_fixtures  # noqa: E402
 
-from msal_jax import loop  # noqa: E402
+from msal_jax import loop, pool_source, streamed_pool  # noqa: E402
 
 STRATEGIES = ("msal_d", "bald", "kcenter", "ceal_entropy")
+STREAMED = ("msal_d", "bald")  # MSAL-D with the t-SNE sample; MC dropout
+
+
+def _kw(name):
+  kw = loop_fixtures._settings(loop, dropout=0.25 if name == "bald" else 0.0,
+                               **({"ceal_delta": 2.2} if name.startswith("ceal") else {}))
+  if name == "msal_d":  # the t-SNE sample's features too
+    kw.update(embedding_rounds=(0, 2), embedding_points=40)
+  return kw
+
+
+def streamed_runs(ds):
+  """:data:`STREAMED` on 8 devices with the pool streamed from a memory map: their files."""
+  out = {}
+  with tempfile.TemporaryDirectory() as tmp:
+    path = os.path.join(tmp, "pool.npy")
+    np.save(path, np.asarray(ds.pool_images))
+    mapped = dataclasses.replace(ds, pool_images=np.load(path, mmap_mode="r"))
+    streamed_pool.CHUNK_BATCHES = 2  # 2 batches: one chunk of 8 x 64 rows (the last padded)
+    for name in STREAMED:
+      workdir = os.path.join(tmp, name)
+      loop.run(mapped, strategy=name, seed=0, workdir=workdir, log=lambda s: None,
+               in_memory_limit=0, **_kw(name))
+      out[name] = loop_fixtures._files(workdir)
+  assert pool_source.IN_MEMORY_LIMIT_BYTES > 0  # the in-memory runs were not streamed
+  return out
 
 
 def main() -> None:
@@ -39,16 +68,16 @@ def main() -> None:
       if " round " in line and "/" in line.split(" round ")[1].split()[0]:
         per_round.append(len(compiles))
 
-    kw = loop_fixtures._settings(loop, dropout=0.25 if name == "bald" else 0.0,
-                                 **({"ceal_delta": 2.2} if name.startswith("ceal") else {}))
     with tempfile.TemporaryDirectory() as tmp:
-      summary = loop.run(ds, strategy=name, seed=0, workdir=tmp, log=log, **kw)
+      summary = loop.run(ds, strategy=name, seed=0, workdir=tmp, log=log, **_kw(name))
       files = sorted(os.listdir(tmp))
+      result_files = loop_fixtures._files(tmp)
     out["runs"][name] = {
-        "compiles_at_round_end": per_round, "files": files,
+        "compiles_at_round_end": per_round, "files": files, "result_files": result_files,
         "queried": [r["queried"] for r in summary["rounds"]],
         "accuracies": summary["accuracies"], "traces": summary["traces"],
     }
+  out["streamed"] = streamed_runs(ds)
   with tempfile.TemporaryDirectory() as tmp:
     loop.run(ds, strategy="entropy", seed=0, workdir=tmp, log=lambda s: None, devices=1,
              **loop_fixtures._settings(loop))

@@ -121,14 +121,6 @@ def test_a_strategy_needing_all_embeddings_is_refused_with_its_memory(tiny):
     loop.build(big, strategy="ceal_entropy", seed=0, in_memory_limit=1 << 28, **settings)
 
 
-def test_a_mesh_with_a_streamed_pool_is_refused():
-  mesh = object()  # what run_mesh returns for several devices
-  with pytest.raises(ValueError, match=r"runs on one device for now \(the mesh joins later\)"):
-    streamed_pool.check_mesh(mesh, devices=2)
-  streamed_pool.check_mesh(None, devices=1)  # one device: fine
-  streamed_pool.check_mesh(mesh, devices=None)  # every device by default: run on one
-
-
 class _MockTfds:
   """``tfds.data_source``-like: ``len`` and ``[i] -> {"image", "label"}``."""
 
