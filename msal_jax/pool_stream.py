@@ -243,8 +243,8 @@ def refusal(strategy: str, num: int, feature_dim: int, **kwargs: int) -> str:
   need = memory_needed(strategy, num, feature_dim, **kwargs)
   return (f"strategy {strategy!r} needs the embeddings of the whole pool in memory (at least "
           f"{need / 2**30:.2f} GiB for N={num}, K={feature_dim}), but the pool is streamed: use "
-          "a streamed strategy (msal, msal_d, entropy, bald, ...) or raise the in-memory limit "
-          "(pool_source.open_pool(limit_bytes=...)) if that fits.")
+          "a streamed strategy (msal, msal_d, entropy, bald, ...) or, if that fits, raise "
+          "in_memory_limit (launcher: --config.data.in_memory_limit=BYTES).")
 
 
 def _plan(strategy: str) -> tuple[str, str | None]:
