@@ -13,16 +13,29 @@ Each step ``r`` holds, for the model trained in round ``r``:
 orbax writes each step to a temporary folder and renames it when complete, so
 a crash mid-save leaves the previous step as the latest usable one; old steps
 are pruned to ``max_to_keep``.
+
+Runs side by side in threads of one process (``mesh.devices_per_run``) each
+have a checkpointer. orbax 0.12's save keys its background signals by one
+process-wide "current operation id" (``OperationIdGenerator``), so two saves
+in flight at once read each other's id and fail ("File exists ...
+orbax-checkpoint-tmp", "Timeout waiting for key"). Every orbax call here
+therefore runs under one process-wide lock, and a save is finished before the
+lock is released (a round waits for its own write: well under a second for
+the paper's networks, against minutes of training).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+
+# One orbax operation at a time in this process (see the module docstring).
+_ORBAX_LOCK = threading.RLock()
 
 
 class RoundCheckpointer:
@@ -37,11 +50,12 @@ class RoundCheckpointer:
     if max_to_keep is not None and max_to_keep < 1:
       raise ValueError(f"checkpoint.max_to_keep must be >= 1 or None, got {max_to_keep!r}.")
     self.directory = os.path.abspath(directory)
-    self._manager = ocp.CheckpointManager(
-        self.directory,
-        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
-    )
-    self._pending: int | None = None  # the step being written in the background
+    with _ORBAX_LOCK:
+      self._manager = ocp.CheckpointManager(
+          self.directory,
+          options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
+      )
+    self._pending: int | None = None  # the step being written
 
   def _wait(self) -> None:
     """Waits for the pending write; a failed one becomes a clear ``OSError``."""
@@ -63,7 +77,8 @@ class RoundCheckpointer:
 
   def latest_step(self) -> int | None:
     """The newest complete step, or ``None``."""
-    return self._manager.latest_step()
+    with _ORBAX_LOCK:
+      return self._manager.latest_step()
 
   def save(
       self,
@@ -73,7 +88,7 @@ class RoundCheckpointer:
       meta: dict[str, Any],
       pseudo: tuple[np.ndarray, np.ndarray] | None = None,
   ) -> None:
-    """Starts writing step ``step`` (asynchronously; the next save or :meth:`close` waits).
+    """Writes step ``step`` and waits for it (:class:`OSError` if it failed).
 
     ``pseudo``: ``(mask [N] bool, labels [N] int32)`` of the pseudo-labels the
     next round trains on (CEAL), if any.
@@ -88,28 +103,30 @@ class RoundCheckpointer:
     if pseudo is not None:
       tree["pseudo_mask"] = np.asarray(pseudo[0], bool)
       tree["pseudo_labels"] = np.asarray(pseudo[1], np.int32)
-    self._wait()  # the previous round's write must have succeeded
-    self._pending = step
-    self._manager.save(
-        step,
-        args=ocp.args.Composite(state=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(meta)),
-    )
+    with _ORBAX_LOCK:
+      self._pending = step
+      self._manager.save(
+          step,
+          args=ocp.args.Composite(state=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(meta)),
+      )
+      self._wait()
 
   def restore_meta(self, step: int) -> dict[str, Any]:
-    return self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))[
-        "meta"
-    ]
+    with _ORBAX_LOCK:
+      return self._manager.restore(
+          step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
 
   def restore_state(self, step: int) -> dict[str, Any]:
     """The saved arrays as a nested dict of numpy arrays (optimizer state as lists)."""
-    out = self._manager.restore(
-        step, args=ocp.args.Composite(state=ocp.args.StandardRestore())
-    )["state"]
+    with _ORBAX_LOCK:
+      out = self._manager.restore(
+          step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
     return jax.tree.map(np.asarray, out)
 
   def close(self) -> None:
     """Waits for pending writes (:class:`OSError` if one failed), releases the manager."""
-    try:
-      self._wait()
-    finally:
-      self._manager.close()
+    with _ORBAX_LOCK:
+      try:
+        self._wait()
+      finally:
+        self._manager.close()

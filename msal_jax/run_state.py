@@ -70,7 +70,7 @@ class RoundState:
 
 def save(ckpt: RoundCheckpointer, state: RoundState, train_state: Any,
          identity: Mapping[str, Any], *, with_pseudo: bool) -> None:
-  """Starts writing the checkpoint of round ``state.last_round`` (asynchronous)."""
+  """Writes the checkpoint of round ``state.last_round`` (finished when it returns)."""
   r = state.last_round
   ckpt.save(r, train_state, state.labeled,
             {**identity, "round": r, "spent": state.spent, "records": state.records},

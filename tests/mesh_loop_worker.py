@@ -86,11 +86,14 @@ def main() -> None:
   results = {}
 
   def pinned(k):
-    with tempfile.TemporaryDirectory() as tmp:
-      summary = loop.run(ds, strategy="entropy", seed=0, workdir=tmp, log=lambda s: None,
-                         devices=[jax.devices()[k]], **loop_fixtures._settings(loop))
-      leaf = jax.tree.leaves(summary["variables"]["params"])[0]
-      results[k] = {"files": loop_fixtures._files(tmp), "device": leaf.device.id}
+    try:
+      with tempfile.TemporaryDirectory() as tmp:
+        summary = loop.run(ds, strategy="entropy", seed=0, workdir=tmp, log=lambda s: None,
+                           devices=[jax.devices()[k]], **loop_fixtures._settings(loop))
+        leaf = jax.tree.leaves(summary["variables"]["params"])[0]
+        results[k] = {"files": loop_fixtures._files(tmp), "device": leaf.device.id}
+    except Exception as e:  # noqa: BLE001 - a thread's error goes into the result
+      results[k] = {"error": repr(e)[:1000]}
 
   threads = [threading.Thread(target=pinned, args=(k,)) for k in (3, 5)]
   for t in threads:

@@ -94,6 +94,7 @@ def test_runs_pinned_to_devices_in_threads(mesh_runs):
   alone = mesh_runs["one_device_entropy"]
   for k in ("3", "5"):
     got = mesh_runs["pinned"][k]
+    assert "error" not in got, got["error"]
     assert got["device"] == int(k)
     assert got["files"]["summary"] == alone["summary"]
     for a, b in zip(got["files"]["rounds"], alone["rounds"], strict=True):

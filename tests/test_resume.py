@@ -249,3 +249,42 @@ def test_config_json_lists_comma_typed_strategies_and_seeds(tmp_path):
   with pytest.raises(ValueError, match=r"differing fields: seeds"):
     experiment.prepare_workdir(ml_collections.ConfigDict(
         {"strategies": ("msal", "msal_d"), "seeds": (0, 2)}), str(tmp_path))
+
+
+def test_checkpointers_in_threads_save_and_restore_their_own_steps(tmp_path):
+  # Runs side by side (mesh.devices_per_run) save from threads of one process.
+  # orbax 0.12 keys a save's background signals by one process-wide operation
+  # id, so unserialised concurrent saves failed ("File exists ...
+  # orbax-checkpoint-tmp"); every one here must succeed and restore exactly.
+  import threading
+  from types import SimpleNamespace
+
+  import jax.numpy as jnp
+
+  errors = []
+
+  def work(k):
+    try:
+      directory = str(tmp_path / str(k))
+      ckpt = RoundCheckpointer(directory, max_to_keep=None)
+      for step in range(3):
+        state = SimpleNamespace(params={"w": jnp.full((64,), 10 * k + step, jnp.float32)},
+                                batch_stats={}, opt_state=(), step=jnp.int32(step))
+        ckpt.save(step, state, np.arange(10) % (k + 2) == 0, {"round": step, "k": k})
+      ckpt.close()
+      ckpt = RoundCheckpointer(directory, max_to_keep=None)
+      for step in range(3):
+        got = ckpt.restore_state(step)
+        np.testing.assert_array_equal(got["params"]["w"], np.full((64,), 10 * k + step))
+        np.testing.assert_array_equal(got["labeled"], np.arange(10) % (k + 2) == 0)
+        assert ckpt.restore_meta(step) == {"round": step, "k": k}
+      ckpt.close()
+    except Exception as e:  # noqa: BLE001 - reported below
+      errors.append(f"{k}: {e!r}"[:300])
+
+  threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+  for t in threads:
+    t.start()
+  for t in threads:
+    t.join()
+  assert errors == []
