@@ -56,13 +56,18 @@ class RoundCheckpointer:
           options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
       )
     self._pending: int | None = None  # the step being written
+    self._failed = False  # a write failed and was reported
 
-  def _wait(self) -> None:
-    """Waits for the pending write; a failed one becomes a clear ``OSError``."""
+  def _wait(self, write: Any = None) -> None:
+    """Starts ``write()`` (if given) and waits for the pending write; a failed one
+    becomes a clear ``OSError``."""
     step, self._pending = self._pending, None
     try:
+      if write is not None:
+        write()
       self._manager.wait_until_finished()
     except Exception as e:  # orbax/tensorstore wrap the OS error in long messages
+      self._failed = True
       text = str(e)
       reason = ("no space left on device" if "No space left" in text or "os_error_code='28'" in text
                 else text.splitlines()[0][:300] if text else type(e).__name__)
@@ -103,13 +108,10 @@ class RoundCheckpointer:
     if pseudo is not None:
       tree["pseudo_mask"] = np.asarray(pseudo[0], bool)
       tree["pseudo_labels"] = np.asarray(pseudo[1], np.int32)
+    args = ocp.args.Composite(state=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(meta))
     with _ORBAX_LOCK:
       self._pending = step
-      self._manager.save(
-          step,
-          args=ocp.args.Composite(state=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(meta)),
-      )
-      self._wait()
+      self._wait(lambda: self._manager.save(step, args=args))
 
   def restore_meta(self, step: int) -> dict[str, Any]:
     with _ORBAX_LOCK:
@@ -129,4 +131,8 @@ class RoundCheckpointer:
       try:
         self._wait()
       finally:
-        self._manager.close()
+        try:
+          self._manager.close()
+        except Exception:  # orbax repeats the failed write's error here: reported already
+          if not self._failed:
+            raise
