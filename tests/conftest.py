@@ -1,14 +1,38 @@
 """Test-wide settings: strict rank promotion, float32, CPU, no network."""
 
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+# One XLA compilation cache on disk for the session and every process it starts
+# (launcher runs, 8-device and two-process workers inherit the environment):
+# the suite compiles the same small programs in hundreds of tests and
+# subprocesses, and compiling was most of its time. A cached executable is the
+# one the compiler made for the same program, so results are unchanged (the
+# recorded fixtures are matched byte for byte); tests that count compilations
+# count cache hits too (tests/mesh_loop_worker.py). A directory set by the
+# caller is used as it is; else a fresh one, removed at exit.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  _cache = tempfile.mkdtemp(prefix="msal-jax-tests-xla-")
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache
+  atexit.register(shutil.rmtree, _cache, ignore_errors=True)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
 # Silent broadcasting between ranks is an error in the tests (nanodo's habit).
 jax.config.update("jax_numpy_rank_promotion", "raise")
+# In case a plugin imported jax before the environment above was set.
+jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+jax.config.update("jax_persistent_cache_min_compile_time_secs",
+                  float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
+jax.config.update("jax_persistent_cache_min_entry_size_bytes",
+                  int(os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"]))
 
 
 @pytest.fixture(scope="session")

@@ -55,10 +55,15 @@ def streamed_runs(ds):
 
 
 def main() -> None:
+  # Every executable made: compiled, or loaded from the persistent compilation
+  # cache that the test suite shares with its subprocesses (tests/conftest.py).
   compiles = []
   jax.monitoring.register_event_duration_secs_listener(
       lambda name, secs, **kw: compiles.append(1)
       if name == "/jax/core/compile/backend_compile_duration" else None)
+  jax.monitoring.register_event_listener(
+      lambda name, **kw: compiles.append(1)
+      if name == "/jax/compilation_cache/cache_hits" else None)
   ds = loop_fixtures.dataset()
   out = {"devices": jax.device_count(), "runs": {}}
   for name in STRATEGIES:
