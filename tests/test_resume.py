@@ -54,9 +54,9 @@ def _final_state(workdir):
   return step, state
 
 
-def _kill_when(workdir, ready):
+def _kill_when(workdir, ready, *extra):
   """Starts a run and SIGKILLs it as soon as ``ready(workdir)`` is true."""
-  proc = subprocess.Popen(_cmd(workdir), cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL,
+  proc = subprocess.Popen(_cmd(workdir, *extra), cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL)
   deadline = time.time() + 300
   while not ready(workdir):
@@ -113,6 +113,32 @@ def _leaves(tree):
   import jax
 
   return jax.tree.leaves(tree)
+
+
+def test_streamed_run_killed_mid_round_resumes_to_the_in_memory_run(tmp_path):
+  # Issue 19: the pool streamed from an image folder (data.in_memory_limit=0),
+  # SIGKILLed once round 1 is recorded (round 2 training or scoring the pool),
+  # then the same command: every round equals the run with the pool in memory.
+  from test_launcher_streamed_sources import _write_folder
+
+  from msal_jax import data
+
+  full = data.load("mnist5k")
+  digits = (full.pool_images[:200], full.pool_labels[:200], full.test_images[:60],
+            full.test_labels[:60])
+  folder = ["--config.data.source=folder",
+            f"--config.data.dir={_write_folder(tmp_path / 'digits', digits, 0)}"]
+  held = _run(tmp_path / "held", *folder)
+  assert held.returncode == 0, held.stderr[-3000:]
+  streamed = tmp_path / "streamed"
+  _kill_when(streamed, lambda w: _lines(w) >= 2, *folder, "--config.data.in_memory_limit=0")
+  assert not (streamed / "summary.json").exists()
+  proc = _run(streamed, *folder, "--config.data.in_memory_limit=0")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "(resuming)" in proc.stdout
+  with open(streamed / "summary.json") as f:
+    assert json.load(f)["traces"]["pool_step"] == 1  # it streamed
+  assert _rounds(streamed) == _rounds(tmp_path / "held")
 
 
 def test_finished_run_is_skipped_and_checkpoints_pruned(tmp_path, reference):
