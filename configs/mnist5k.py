@@ -17,10 +17,9 @@ X(MSAL-D) combinations), same settings with dropout 0.25 before the head
 
   python -m experiments.run --config=configs/mnist5k.py:all
 
-Runtime of the `:all` variant: 32 minutes on the 2-core development machine
-(measured 2026-11-30, before the small CNN's faster pooling backward of
-2026-12-01, so an upper bound; its table and notes: docs/results.md, "Every
-strategy on the embedded digits").
+Runtime of the `:all` variant: 11 minutes on the 2-core development machine
+(measured 2026-12-07, beside a test-suite run for part of it; its table and
+notes: docs/results.md, "Every strategy on the embedded digits").
 """
 
 from experiments import defaults

@@ -31,19 +31,56 @@ def _pyplot():
 def _save(fig, path: str) -> None:
   fig.tight_layout()
   # No date or version in the file: the same results give the same bytes.
-  fig.savefig(path, metadata={"Software": None})
+  # bbox_inches="tight" keeps a legend placed beside the axes in the image.
+  fig.savefig(path, metadata={"Software": None}, bbox_inches="tight")
   _pyplot().close(fig)
 
 
-def _plot_rounds(results: Results, path: str, y: Callable[[Mapping[str, Any]], list[float]],
-                 ylabel: str, title: str | None, sweep_field: str | None) -> None:
+_INSIDE = 8  # up to this many lines the legend sits inside the axes
+_PER_COLUMN = 16  # legend entries per column beside the axes
+_LINESTYLES = ("-", "--", ":", "-.")
+_MARKERS = ("o", "s", "^", "D")
+
+
+def _style(i: int) -> dict[str, Any]:
+  """Line ``i``'s colour, dash and marker: distinct for up to 40 lines.
+
+  matplotlib's default cycle repeats its 10 colours, so from the 11th line on
+  two strategies looked the same; here line ``i`` takes colour ``i % 10`` and
+  dash and marker ``i // 10``.
+  """
+  k = (i // 10) % len(_LINESTYLES)
+  return {"color": f"C{i % 10}", "linestyle": _LINESTYLES[k], "marker": _MARKERS[k]}
+
+
+def _legend(fig, axes, n: int) -> None:
+  """A legend that does not hide the curves: inside for a few lines, else beside.
+
+  With more than ``_INSIDE`` lines the legend goes to the right of the last
+  axes, in columns of at most ``_PER_COLUMN`` entries, and the figure widens to
+  make room for it (the paper-style plot of all 32 strategies stays readable).
+  """
+  axes = list(np.atleast_1d(axes))
+  if n <= _INSIDE:
+    for ax in axes:
+      ax.legend(fontsize="small")
+    return
+  ncol = math.ceil(n / _PER_COLUMN)
+  width, height = fig.get_size_inches()
+  fig.set_size_inches(width + 2.3 * ncol, max(height, 0.2 * min(n, _PER_COLUMN) + 1.0))
+  axes[-1].legend(fontsize="x-small", ncol=ncol, loc="upper left", bbox_to_anchor=(1.02, 1.0),
+                  borderaxespad=0.0)
+
+
+def _rounds_figure(results: Results, y: Callable[[Mapping[str, Any]], list[float]],
+                   ylabel: str, title: str | None, sweep_field: str | None):
   plt = _pyplot()
   fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-  for key, runs in results.items():
+  for i, (key, runs) in enumerate(results.items()):
     x = np.asarray(runs[0]["num_labeled"])
     ys = np.array([y(r) for r in runs], np.float64)
     mean, std = ys.mean(0), ys.std(0)
-    (line,) = ax.plot(x, mean, marker="o", markersize=3, label=key_label(key, sweep_field))
+    (line,) = ax.plot(x, mean, markersize=3, label=key_label(key, sweep_field), **_style(i))
     if len(runs) > 1:
       ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2)
   ax.set_xlabel("labeled samples")
@@ -51,8 +88,13 @@ def _plot_rounds(results: Results, path: str, y: Callable[[Mapping[str, Any]], l
   if title:
     ax.set_title(title)
   ax.grid(alpha=0.3)
-  ax.legend(fontsize="small")
-  _save(fig, path)
+  _legend(fig, ax, len(results))
+  return fig
+
+
+def _plot_rounds(results: Results, path: str, y: Callable[[Mapping[str, Any]], list[float]],
+                 ylabel: str, title: str | None, sweep_field: str | None) -> None:
+  _save(_rounds_figure(results, y, ylabel, title, sweep_field), path)
 
 
 def plot_curves(results: Results, path: str, *, title: str | None = None,
@@ -84,17 +126,18 @@ def plot_sweep(results: Results, sweep_field: str, path: str, *, title: str | No
     xs = {v: float(i) for i, v in enumerate(values)}
   rows = table_rows(results, sweep_field)
   fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=120)
+  strategies = list(dict.fromkeys(row["strategy"] for row in rows))
   for ax, (metric, name) in zip(axes, (("aubc", "AUBC"), ("f_acc", "F-acc")), strict=True):
-    for strategy in dict.fromkeys(row["strategy"] for row in rows):
+    for i, strategy in enumerate(strategies):
       mine = [row for row in rows if row["strategy"] == strategy]
       ax.errorbar([xs[row[sweep_field]] for row in mine], [row[f"{metric}_mean"] for row in mine],
-                  yerr=[row[f"{metric}_std"] for row in mine], marker="o", capsize=3,
-                  label=strategy)
+                  yerr=[row[f"{metric}_std"] for row in mine], capsize=3, label=strategy,
+                  **_style(i))
     ax.set_xticks(list(xs.values()), list(xs))
     ax.set_xlabel(sweep_field)
     ax.set_ylabel(name)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
+  _legend(fig, axes if len(strategies) <= _INSIDE else axes[-1:], len(strategies))
   if title:
     fig.suptitle(title)
   _save(fig, path)

@@ -268,3 +268,58 @@ def test_cli_regenerates_and_refuses_an_empty_workdir(tmp_path):
       cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert proc.returncode != 0
   assert "no finished run (no summary.json)" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _many_runs(n):
+  """``n`` strategies with one 3-round run each, as report.load gives them."""
+  return {f"strategy_{i}": [{"num_labeled": [10, 20, 30], "accuracies": [0.5, 0.6 + i / 1e3, 0.7]}]
+          for i in range(n)}
+
+
+def test_figure_of_32_strategies_keeps_every_line_apart_and_the_legend_off_the_curves():
+  from msal_jax import figures
+
+  fig = figures._rounds_figure(_many_runs(32), lambda r: r["accuracies"], "test accuracy",
+                               None, None)
+  ax, = fig.axes
+  styles = [(line.get_color(), line.get_linestyle(), line.get_marker()) for line in ax.lines]
+  assert len(styles) == 32 and len(set(styles)) == 32  # matplotlib's cycle repeats after 10
+  legend = ax.get_legend()
+  assert [t.get_text() for t in legend.get_texts()] == [f"strategy_{i}" for i in range(32)]
+  fig.canvas.draw()
+  renderer = fig.canvas.get_renderer()
+  box, axes_box = legend.get_window_extent(renderer), ax.get_window_extent(renderer)
+  assert box.x0 >= axes_box.x1  # beside the axes, not over the curves
+  assert box.y1 <= fig.bbox.y1 + 1 and box.y0 >= fig.bbox.y0 - 1  # as tall as the figure allows
+  assert legend._ncols == 2  # 32 entries in columns of at most 16
+  figures._pyplot().close(fig)
+
+
+def test_figure_of_three_strategies_keeps_the_legend_inside():
+  from msal_jax import figures
+
+  fig = figures._rounds_figure(_many_runs(3), lambda r: r["accuracies"], "test accuracy",
+                               None, None)
+  ax, = fig.axes
+  fig.canvas.draw()
+  renderer = fig.canvas.get_renderer()
+  box, axes_box = ax.get_legend().get_window_extent(renderer), ax.get_window_extent(renderer)
+  assert axes_box.x0 <= box.x0 and box.x1 <= axes_box.x1
+  assert tuple(fig.get_size_inches()) == (6.0, 4.0)
+  assert [line.get_color() for line in ax.lines] == ["C0", "C1", "C2"]
+  figures._pyplot().close(fig)
+
+
+def test_saved_figure_includes_the_legend_beside_the_axes(tmp_path):
+  """bbox_inches='tight': the PNG is wider than the 6-inch axes alone."""
+  from PIL import Image
+
+  from msal_jax import figures
+
+  figures.plot_curves(_many_runs(32), str(tmp_path / "many.png"))
+  figures.plot_curves(_many_runs(3), str(tmp_path / "few.png"))
+  many, few = Image.open(tmp_path / "many.png"), Image.open(tmp_path / "few.png")
+  assert many.size[0] > few.size[0] + 2 * 120  # two legend columns at 120 dpi
+  first = (tmp_path / "many.png").read_bytes()
+  figures.plot_curves(_many_runs(32), str(tmp_path / "many.png"))
+  assert (tmp_path / "many.png").read_bytes() == first  # same results, same bytes
