@@ -176,21 +176,31 @@ class NpyPool(_Source):
     order = np.argsort(ids, kind="stable")
     out = np.empty((ids.size, *self.image_shape), np.uint8)
     out[order] = self.images[ids[order]]
+    if ids.size:  # the labeled store's reads: release their pages too
+      self._release(int(ids[order[0]]), int(ids[order[-1]]) + 1)
     return out
 
   def _range(self, start: int, stop: int) -> np.ndarray:
     out = np.array(self.images[start:stop])  # a copy: the pages are read here
-    # Unmap the pages just read (they stay in the page cache): a memory map's
-    # touched pages count in the resident set until the kernel reclaims them,
-    # so a pass over the pool would otherwise look as large as the file.
-    mm = getattr(self.images, "_mmap", None)
-    if mm is not None and hasattr(mm, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
-      row = int(np.prod(self.image_shape))
-      begin = self.images.offset % mmap.ALLOCATIONGRANULARITY + start * row  # in mm
-      first = begin - begin % mmap.PAGESIZE
-      end = min(begin + (stop - start) * row, len(mm))
-      mm.madvise(mmap.MADV_DONTNEED, first, end - first)
+    self._release(start, stop)
     return out
+
+  def _release(self, start: int, stop: int) -> None:
+    """Unmap the pages of rows ``[start, stop)`` (they stay in the page cache).
+
+    A memory map's touched pages count in the resident set until the kernel
+    reclaims them, so a pass over the pool (or the labeled store's scattered
+    reads) would otherwise look as large as the file. The rows were copied
+    out already; a later read maps the pages again from the cache.
+    """
+    mm = getattr(self.images, "_mmap", None)
+    if mm is None or not hasattr(mm, "madvise") or not hasattr(mmap, "MADV_DONTNEED"):
+      return
+    row = int(np.prod(self.image_shape))
+    begin = self.images.offset % mmap.ALLOCATIONGRANULARITY + start * row  # in mm
+    first = begin - begin % mmap.PAGESIZE
+    end = min(begin + (stop - start) * row, len(mm))
+    mm.madvise(mmap.MADV_DONTNEED, first, end - first)
 
 
 def _as_image(name: str, value: Any, image_shape: tuple[int, int, int] | None, where: str

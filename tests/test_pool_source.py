@@ -6,6 +6,7 @@ every streamable strategy, ties included (the pool holds duplicate images).
 """
 
 import gc
+import os
 import threading
 import time
 
@@ -125,6 +126,41 @@ def _wait_no_threads(timeout=5.0):
   while _read_ahead_threads() and time.monotonic() < end:
     time.sleep(0.02)
   return _read_ahead_threads()
+
+
+def _mapped_kb(path):
+  """Resident kB of this process's mappings of ``path`` (Linux /proc/self/smaps)."""
+  total, inside = 0, False
+  with open("/proc/self/smaps") as f:
+    for line in f:
+      head = line.split()
+      if "-" in head[0] and len(head) >= 5:  # a mapping's first line
+        inside = line.rstrip().endswith(str(path))
+      elif inside and head[0] == "Rss:":
+        total += int(head[1])
+  return total
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="Linux smaps")
+def test_npy_reads_leave_no_pages_of_the_file_resident(tmp_path):
+  # 20,000 rows of 3,072 bytes (61 MB): a pass and 2,000 scattered reads (the
+  # labeled store) would keep every touched page in the resident set.
+  path = tmp_path / "pool.npy"
+  images = np.lib.format.open_memmap(path, "w+", np.uint8, (20_000, 32, 32, 3))
+  images[::7] = 1
+  images.flush()
+  del images
+  src = pool_source.NpyPool(str(path))
+  ids = np.random.default_rng(0).choice(20_000, 2000, replace=False)
+  rows = src.read(ids)
+  assert rows.shape == (2000, 32, 32, 3)
+  np.testing.assert_array_equal(rows[:, 0, 0, 0], (ids % 7 == 0).astype(np.uint8))
+  assert _mapped_kb(path) < 64, _mapped_kb(path)  # ~14 MB without the release
+  starts = [start for start, chunk in src.chunks(4096) if chunk.shape[0] == 4096]
+  assert starts == [0, 4096, 8192, 12288, 16384]
+  assert _mapped_kb(path) < 64, _mapped_kb(path)
+  touched = np.asarray(src.images[::500]).sum()  # an unreleased read, for contrast
+  assert touched >= 0 and _mapped_kb(path) > 64
 
 
 def test_read_ahead_stops_when_the_consumer_stops_early_or_raises():
