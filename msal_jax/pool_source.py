@@ -79,7 +79,13 @@ class PoolSource(Protocol):
     ...
 
   def chunks(self, chunk_size: int, *, prefetch: int = DEFAULT_PREFETCH) -> ChunkIterator:
-    """``(start, [chunk_size, H, W, Ch] uint8)`` over the pool, the last one zero-padded."""
+    """``(start, [chunk_size, H, W, Ch] uint8)`` over the pool, the last one zero-padded.
+
+    The sources here also take ``span=(lo, hi)``: only rows ``[start + lo,
+    start + hi)`` of each chunk (``hi - lo`` rows, zero past the pool's end),
+    which a process of a multi-host run reads (its devices' rows). A source
+    without ``span`` is read whole there and sliced.
+    """
     ...
 
 
@@ -118,8 +124,9 @@ class _Source:
       return np.zeros((0, *self.image_shape), np.uint8)
     return self._rows(ids)
 
-  def chunks(self, chunk_size: int, *, prefetch: int = DEFAULT_PREFETCH) -> ChunkIterator:
-    return ChunkIterator(self._range, self.num, chunk_size, prefetch)
+  def chunks(self, chunk_size: int, *, prefetch: int = DEFAULT_PREFETCH,
+             span: tuple[int, int] | None = None) -> ChunkIterator:
+    return ChunkIterator(self._range, self.num, chunk_size, prefetch, span)
 
   def _range(self, start: int, stop: int) -> np.ndarray:
     return self._rows(np.arange(start, stop))

@@ -27,11 +27,16 @@ step queued before the host waits for chunk ``i``'s outputs, and the source
 reads further chunks in its own thread, so transfer, reading and the forward
 pass overlap. At most two chunks are on the device.
 
-One device for now: a mesh joins through :func:`msal_jax.placement.shard_pool`.
+**Over a mesh** (``mesh=``) each chunk's rows are split over the devices
+(:func:`place_chunk`) and every device runs the step on its rows. Under
+``jax.distributed`` a process reads only the rows of its own devices
+(:func:`local_span`), so the hosts share the reading; every process then
+gets the whole chunk's outputs (:func:`host_outputs`) for its consumers.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -48,8 +53,8 @@ from msal_jax.train import normalize
 
 __all__ = [
     "NEEDS_ALL_EMBEDDINGS", "Consumer", "Predictions", "RowValues", "Selection", "TopK",
-    "chunk_rows", "host_outputs", "make_apply_chunk", "memory_needed", "place_chunk", "refusal",
-    "stream_outputs", "streamed_form",
+    "chunk_rows", "host_outputs", "local_span", "make_apply_chunk", "memory_needed",
+    "place_chunk", "refusal", "stream_outputs", "streamed_form",
 ]
 
 Consumer = Callable[[int, int, dict[str, jax.Array]], None]
@@ -65,12 +70,47 @@ def chunk_rows(batches: int, batch_size: int, mesh: Mesh | None = None) -> int:
   return -(-batches // size) * size * batch_size
 
 
-def place_chunk(chunk: np.ndarray, mesh: Mesh | None = None) -> jax.Array:
-  """A host chunk on the device, or its rows split over ``mesh`` (each process its own)."""
+def local_span(chunk_size: int, mesh: Mesh | None = None) -> tuple[int, int] | None:
+  """Rows ``[lo, hi)`` of a chunk that this process's devices hold on ``mesh``.
+
+  ``None`` when the process holds every row (one device, or a mesh of this
+  process's devices only) or when its devices' rows are not one contiguous
+  range (it then reads whole chunks). With 2 processes of 4 devices each on
+  an 8-device mesh, a 512-row chunk is rows ``[0, 256)`` for process 0 and
+  ``[256, 512)`` for process 1.
+  """
+  if mesh is None:
+    return None
+  me = jax.process_index()
+  if all(d.process_index == me for d in mesh.devices.flat):
+    return None
+  from msal_jax import train_mesh
+  blocks = train_mesh.rows_sharded(mesh).addressable_devices_indices_map((chunk_size,))
+  spans = sorted({(idx[0].start or 0, chunk_size if idx[0].stop is None else idx[0].stop)
+                  for idx in blocks.values()})
+  lo, hi = spans[0][0], spans[-1][1]
+  if sum(b - a for a, b in spans) != hi - lo:
+    return None
+  return lo, hi
+
+
+def place_chunk(chunk: np.ndarray, mesh: Mesh | None = None, *,
+                span: tuple[int, int] | None = None, rows: int | None = None) -> jax.Array:
+  """A host chunk on the device, or its rows split over ``mesh`` (each process its own).
+
+  With ``span=(lo, hi)`` (from :func:`local_span`) ``chunk`` holds only rows
+  ``[lo, hi)`` of a ``rows``-row chunk: this process's devices' rows, from
+  which it builds its blocks of the global array.
+  """
   if mesh is None:
     return jax.device_put(chunk)
   from msal_jax import train_mesh
-  return train_mesh.put(chunk, train_mesh.rows_sharded(mesh))
+  if span is None:
+    return train_mesh.put(chunk, train_mesh.rows_sharded(mesh))
+  lo = span[0]
+  return jax.make_array_from_callback(
+      (rows, *chunk.shape[1:]), train_mesh.rows_sharded(mesh),
+      lambda idx: chunk[idx[0].start - lo: idx[0].stop - lo])
 
 
 def make_apply_chunk(apply_fn: Callable, mean: Sequence[float], std: Sequence[float], *,
@@ -196,10 +236,17 @@ def stream_outputs(apply_chunk: Callable, variables: Any, source: Any, *, chunk_
     if progress is not None:
       progress(start + valid, num)
 
-  with source.chunks(chunk_size, prefetch=prefetch) as chunks:
+  span = local_span(chunk_size, mesh)  # this process's rows of each chunk (multi-host)
+  by_span = span is not None and "span" in inspect.signature(source.chunks).parameters
+  opened = (source.chunks(chunk_size, prefetch=prefetch, span=span) if by_span
+            else source.chunks(chunk_size, prefetch=prefetch))
+  with opened as chunks:
     previous = None
     for start, chunk in chunks:
-      out = apply_chunk(variables, key, place_chunk(chunk, mesh), jnp.int32(start))
+      if span is not None and not by_span:  # a source without span: read whole, sliced
+        chunk = chunk[span[0]: span[1]]
+      placed = place_chunk(chunk, mesh, span=span, rows=chunk_size)
+      out = apply_chunk(variables, key, placed, jnp.int32(start))
       if previous is not None:  # chunk i+1 is queued before chunk i is waited for
         hand_on(*previous)
       previous = (start, out)

@@ -3,7 +3,9 @@
 :class:`ChunkIterator` is what every :mod:`msal_jax.pool_source` source's
 ``chunks(chunk_size)`` returns: ``(start, [chunk_size, H, W, Ch])`` pairs over
 the pool in order, the last one zero-padded to ``chunk_size`` (so one
-compiled step serves every chunk), read up to ``prefetch`` chunks ahead by a
+compiled step serves every chunk), or with ``span=(lo, hi)`` only rows
+``[lo, hi)`` of every chunk (a process's share of a chunk split over the
+devices of several hosts), read up to ``prefetch`` chunks ahead by a
 daemon thread, so that reading overlaps computing. It is a concept of its
 own, apart from where the rows come from: a source only supplies
 ``read_range(start, stop) -> [stop - start, H, W, Ch]``.
@@ -23,8 +25,12 @@ _DONE = object()
 
 
 def _produce(read_range, num: int, chunk_size: int, out: queue.Queue,
-             stop: threading.Event) -> None:
-  """The read-ahead thread: puts ``(start, chunk)``, then ``_DONE`` or the error raised."""
+             stop: threading.Event, span: tuple[int, int] | None = None) -> None:
+  """The read-ahead thread: puts ``(start, chunk)``, then ``_DONE`` or the error raised.
+
+  With ``span = (lo, hi)`` each chunk is only its rows ``[start + lo, start +
+  hi)`` (those past the pool's end zero), ``hi - lo`` rows.
+  """
 
   def put(item) -> bool:
     while not stop.is_set():
@@ -36,12 +42,13 @@ def _produce(read_range, num: int, chunk_size: int, out: queue.Queue,
     return False
 
   try:
+    lo, hi = (0, chunk_size) if span is None else span
     for start in range(0, num, chunk_size):
-      stop_row = min(start + chunk_size, num)
-      rows = read_range(start, stop_row)
-      if stop_row - start < chunk_size:  # fixed shape: zero rows after the pool's end
-        padded = np.zeros((chunk_size, *rows.shape[1:]), rows.dtype)
-        padded[: stop_row - start] = rows
+      first, stop_row = min(start + lo, num), min(start + hi, num)
+      rows = read_range(first, stop_row)
+      if stop_row - first < hi - lo:  # fixed shape: zero rows after the pool's end
+        padded = np.zeros((hi - lo, *rows.shape[1:]), rows.dtype)
+        padded[: stop_row - first] = rows
         rows = padded
       if not put((start, rows)):
         return
@@ -59,15 +66,19 @@ class ChunkIterator:
   error raised while reading is re-raised by ``next()`` in the consumer.
   """
 
-  def __init__(self, read_range, num: int, chunk_size: int, prefetch: int):
+  def __init__(self, read_range, num: int, chunk_size: int, prefetch: int,
+               span: tuple[int, int] | None = None):
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
       raise ValueError(f"chunks: chunk_size must be an int >= 1, got {chunk_size!r}.")
     if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 1:
       raise ValueError(f"chunks: prefetch must be an int >= 1, got {prefetch!r}.")
+    if span is not None and not (0 <= span[0] < span[1] <= chunk_size):
+      raise ValueError(f"chunks: span must be (lo, hi) with 0 <= lo < hi <= chunk_size "
+                       f"{chunk_size}, got {span!r}.")
     self._queue: queue.Queue = queue.Queue(maxsize=prefetch)
     self._stop = threading.Event()
     self.thread = threading.Thread(
-        target=_produce, args=(read_range, num, chunk_size, self._queue, self._stop),
+        target=_produce, args=(read_range, num, chunk_size, self._queue, self._stop, span),
         name="pool-read-ahead", daemon=True)
     self.thread.start()
     # The thread holds no reference to self: dropping the iterator stops it.

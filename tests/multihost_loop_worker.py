@@ -36,6 +36,35 @@ import jax  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 STRATEGIES = ("msal_d",)  # the sharded MSAL-D selection; one strategy keeps the test short
+# Also msal_d with the pool streamed from a memory-mapped .npy (issue 19): its
+# runs go to DIR/msal_d_streamed and RESULT lists the row ranges it read per pass.
+STREAMED = "msal_d_streamed"
+
+
+def streamed_dataset(ds, folder: str):
+  """``ds`` with its pool as a memory map of a .npy written under ``folder`` (this process's)."""
+  import dataclasses
+
+  import numpy as np
+
+  os.makedirs(folder, exist_ok=True)
+  path = os.path.join(folder, f"pool_{jax.process_index()}.npy")
+  np.save(path, ds.pool_images)
+  return dataclasses.replace(ds, pool_images=np.load(path, mmap_mode="r"))
+
+
+def record_ranges() -> list[list[int]]:
+  """``[start, stop)`` of every range the memory-mapped pool reads in chunks, from now on."""
+  from msal_jax import pool_source
+
+  ranges, real = [], pool_source.NpyPool._range
+
+  def _range(self, start, stop):
+    ranges.append([int(start), int(stop)])
+    return real(self, start, stop)
+
+  pool_source.NpyPool._range = _range
+  return ranges
 
 
 def record_writes(workdir: str) -> list[str]:
@@ -79,17 +108,22 @@ def main() -> None:
   ds = loop_fixtures.dataset()
   out = {"process_index": jax.process_index(), "process_count": jax.process_count(),
          "devices": jax.device_count(), "local_devices": jax.local_device_count(), "runs": {}}
+  streamed = streamed_dataset(ds, args.workdir.rstrip(os.sep) + "_pools")
+  ranges = record_ranges()
   written = record_writes(args.workdir)
-  for name in STRATEGIES * (2 if args.again else 1):
+  for name in (*STRATEGIES, STREAMED) * (2 if args.again else 1):
     lines, workdir = [], os.path.join(args.workdir, name)
-    summary = loop.run(ds, strategy=name, seed=0, workdir=workdir, log=lines.append,
-                       **loop_fixtures._settings(loop))
+    extra = {"in_memory_limit": 0} if name == STREAMED else {}
+    summary = loop.run(streamed if name == STREAMED else ds, strategy=name.split("_streamed")[0],
+                       seed=0, workdir=workdir, log=lines.append,
+                       **loop_fixtures._settings(loop), **extra)
     out["runs"].setdefault(name, []).append({
         "queried": [r["queried"] for r in summary["rounds"]],
         "accuracies": summary["accuracies"], "log": lines,
         # The files as this call left them (process 0 wrote them before it returned).
         "files": loop_fixtures._files(workdir) if jax.process_index() == 0 else None})
   out["written"] = sorted(set(written))
+  out["ranges"] = ranges
   print("RESULT " + json.dumps(out), flush=True)
   if args.num_processes > 1:
     jax.distributed.shutdown()

@@ -22,6 +22,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 WORKER = os.path.join(HERE, "multihost_loop_worker.py")
 STRATEGIES = ("msal_d",)  # the sharded MSAL-D selection; one strategy keeps the test short
+STREAMED = "msal_d_streamed"  # msal_d with the pool streamed from a memory map (issue 19)
 TIMEOUT = 400  # seconds; all three took 110 s together on the shared 2-core CPU (load 12)
 
 
@@ -126,14 +127,47 @@ def test_every_process_returns_the_run(runs, name):
                               f"{runs[0] / 'two' / name})"]
 
 
+def _without_traces(files):
+  summary = dict(files["summary"])
+  summary.pop("traces")  # a streamed run compiles the chunk step instead (out_of_core.md)
+  return {**files, "summary": summary}
+
+
+def test_streamed_pool_over_two_processes_is_the_in_memory_run(runs):
+  # Issue 19 on the mesh of two hosts: the pool streamed from a memory-mapped
+  # .npy gives the files of the in-memory run (its queries and accuracies
+  # exactly), those of the streamed run in one process, and resumes.
+  tmp, (p0, p1, one) = runs
+  made, resumed = (r["files"] for r in p0["runs"][STREAMED])
+  assert made["summary"]["traces"]["pool_step"] == 1
+  _same_run(_without_traces(made), _without_traces(one["runs"]["msal_d"][0]["files"]))
+  _same_run(made, one["runs"][STREAMED][0]["files"])
+  assert resumed["rounds"] == made["rounds"]  # the second call resumed, found it finished
+  for res in (p0, p1):
+    assert [res["runs"][STREAMED][0][k] for k in ("queried", "accuracies")] == [
+        one["runs"]["msal_d"][0][k] for k in ("queried", "accuracies")]
+
+
+def test_each_process_reads_only_its_devices_rows_of_the_streamed_pool(runs):
+  # The 300-row pool in one 512-row chunk (8 eval batches of 64): over the
+  # 8-device mesh, process 0's devices hold rows [0, 256) and process 1's
+  # [256, 512), of which the pool has [256, 300); the one-process run reads
+  # the whole pool. Three passes: rounds 0 and 1 score the pool, round 2
+  # counts its errors. The labeled samples are read by id, not counted here.
+  _, (p0, p1, one) = runs
+  assert p0["ranges"] == [[0, 256]] * 3
+  assert p1["ranges"] == [[256, 300]] * 3
+  assert one["ranges"] == [[0, 300]] * 3
+
+
 def test_only_process_0_writes_the_result_files(runs):
   tmp, (p0, p1, _) = runs
   assert p1["written"] == []
-  files = {f"{name}/{f}" for name in STRATEGIES
+  files = {f"{name}/{f}" for name in (*STRATEGIES, STREAMED)
            for f in ("rounds.jsonl", "summary.json", "curve.png")}
   assert files <= set(p0["written"])
   assert set(p0["written"]) <= files | {f + ".tmp" for f in files}
-  for name in STRATEGIES:
+  for name in (*STRATEGIES, STREAMED):
     assert {"checkpoints", "curve.png", "rounds.jsonl", "summary.json"} == set(
         os.listdir(tmp / "two" / name))
 

@@ -80,6 +80,16 @@ def test_read_and_chunks_equal_the_array(pool):
   expected = np.zeros((48, *SHAPE), np.uint8)  # the last chunk: 13 rows, 3 zero rows
   expected[:N] = images
   np.testing.assert_array_equal(np.concatenate([c for _, c in got]), expected)
+  # A process's share of each chunk (multi-host): rows [start + lo, start + hi).
+  for lo, hi in ((4, 12), (8, 16), (0, 16)):
+    part = list(source.chunks(16, span=(lo, hi)))
+    assert [start for start, _ in part] == [0, 16, 32]
+    for start, c in part:
+      np.testing.assert_array_equal(c, expected[start + lo: start + hi])
+  # (8, 16) of the last chunk: rows 40-44 then 3 zero rows, as in the whole chunk.
+  with pytest.raises(ValueError, match=r"span must be \(lo, hi\) with 0 <= lo < hi <= "
+                                       "chunk_size 16, got \\(8, 17\\)"):
+    source.chunks(16, span=(8, 17))
 
 
 def test_open_pool_threshold_decides_memory_or_stream(tmp_path):
