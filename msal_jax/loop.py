@@ -144,7 +144,7 @@ def build(dataset: Dataset, *, strategy: str, seed: int, al: ActiveLearningConfi
   mesh = run_mesh(devices)
   if source is not None:  # only strategies with a streamed form
     streamed_pool.check_strategy(
-        strategy, strat, num=dataset.num_pool, num_classes=dataset.num_classes,
+        strategy, num=dataset.num_pool, num_classes=dataset.num_classes,
         feature_dim=streamed_pool.feature_dim(net, dataset.image_shape), budget=al.batch)
   trainer = Trainer(
       net, dataset.image_shape, dataset.mean, dataset.std,

@@ -38,6 +38,44 @@ class PseudoStep:
                queried: list[int]) -> dict[str, Any]:
     if self.select is None:
       return {}
+
+    def confident(after: np.ndarray) -> np.ndarray:
+      threshold = self.threshold(state.round)
+      nonlocal outputs
+      if self.gather is not None:
+        outputs = self.gather(outputs)
+      return np.asarray(self.select(outputs, jnp.asarray(after), threshold))
+
+    return self._update(state, confident, pool_pred, queried)
+
+  def threshold(self, round_index: int) -> float:
+    """The threshold used after the query of round ``round_index``."""
+    return strategies.ceal_threshold(self.name, round_index, delta=self.al.ceal_delta,
+                                     decay=self.al.ceal_decay, cos=self.al.ceal_cos)
+
+  def streamed(self, state, criterion: np.ndarray, pool_pred: np.ndarray,
+               queried: list[int]) -> dict[str, Any]:
+    """:meth:`__call__` on a streamed pool: ``criterion`` is the strategy's ``pseudo``
+    of every row with nothing labeled (:meth:`row_criterion`, chunk by chunk); a
+    row-wise test, so ``criterion & ~after`` is the in-memory mask."""
+    if self.select is None:
+      return {}
+    return self._update(state, lambda after: criterion & ~after, pool_pred, queried)
+
+
+  def row_criterion(self, round_index: int, prototypes: Any) -> Callable[[dict], Any]:
+    """``outputs -> [n] bool`` of a chunk: the strategy's test with the round's threshold."""
+    threshold = self.threshold(round_index)
+
+    def fn(outputs):
+      out = strategies.PoolOutputs(logits=outputs["logits"], features=outputs["features"],
+                                   prototypes=prototypes)
+      return self.select(out, jnp.zeros(outputs["logits"].shape[0], bool), threshold)
+
+    return fn
+
+  def _update(self, state, confident: Callable[[np.ndarray], np.ndarray],
+              pool_pred: np.ndarray, queried: list[int]) -> dict[str, Any]:
     used = state.pseudo_mask  # what this round trained on
     checkable = used & (self.pool_truth >= 0)
     extras = {
@@ -49,12 +87,7 @@ class PseudoStep:
     if queried:  # the next round's: confident among the samples still unlabeled
       after = state.labeled.copy()
       after[queried] = True
-      threshold = strategies.ceal_threshold(
-          self.name, state.round, delta=self.al.ceal_delta, decay=self.al.ceal_decay,
-          cos=self.al.ceal_cos)
-      if self.gather is not None:
-        outputs = self.gather(outputs)
-      state.pseudo_mask = np.asarray(self.select(outputs, jnp.asarray(after), threshold))
+      state.pseudo_mask = confident(after)
       state.pseudo_labels = pool_pred.astype(np.int32)
     else:
       state.pseudo_mask = np.zeros_like(state.pseudo_mask)

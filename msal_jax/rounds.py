@@ -93,8 +93,13 @@ def train_model(run: Run, state: RoundState, key_r: jax.Array) -> tuple[TrainSta
   train_mask, train_labels = jnp.asarray(state.labeled), jnp.asarray(state.labels)
   images, rows = run.train_images, None
   if run.stream is not None:  # the labeled store, visited in the in-memory order
-    images, train_labels, rows = run.stream.store.arrays(state.labeled, state.labels,
-                                                         place=run.trainer.place_train_images)
+    pseudo_ids = np.flatnonzero(state.pseudo_mask)
+    if pseudo_ids.size:  # CEAL: read from the source for this round only
+      run.progress.say(f"round {state.round}: reading {pseudo_ids.size} pseudo-labeled samples")
+      train_mask = jnp.asarray(state.labeled | state.pseudo_mask)
+    images, train_labels, rows = run.stream.store.arrays(
+        state.labeled, state.labels, place=run.trainer.place_train_images,
+        extra=(pseudo_ids, state.pseudo_labels[pseudo_ids]))
   elif state.pseudo_mask.any():  # CEAL: this round also trains on pseudo-labels
     train_mask = jnp.asarray(state.labeled | state.pseudo_mask)
     train_labels = jnp.asarray(np.where(state.pseudo_mask, state.pseudo_labels, state.labels))
@@ -162,28 +167,37 @@ def _checked(run: Run, state: RoundState, picked: np.ndarray, take: int) -> list
 
 
 def score_streamed(run: Run, state: RoundState, ts: TrainState, key_r: jax.Array
-                   ) -> tuple[list[int], float]:
-  """:func:`score_pool` and :func:`query` in one pass over a streamed pool: queries, error.
+                   ) -> tuple[list[int], float, dict[str, Any]]:
+  """:func:`score_pool`, :func:`query` and the pseudo-label hook in one pass over a
+  streamed pool: queries, error rate, the hook's record fields.
 
-  The chunks' outputs go to the error count and the strategy's running
-  selection (:mod:`msal_jax.pool_stream`); the ``[N, C]`` outputs never exist.
+  The chunks' outputs go to the error count, the strategy's running selection
+  (:mod:`msal_jax.pool_stream`) and, for CEAL, each row's pseudo-label test
+  and prediction (``[N]`` host vectors); the ``[N, C]`` outputs never exist.
   The MC-dropout passes use :func:`query`'s key, so the queries are the
   in-memory ones.
   """
   r = state.round
   run.progress.say(f"round {r}: scoring the pool ({run.num_pool} samples, streamed)")
-  preds = pool_stream.Predictions(run.num_pool, labels=run.pool_truth,
-                                  exclude=state.labeled | ~run.known, keep=False)
-  key_q = jax.random.fold_in(key_r, KEY_QUERY)
   asks = r < run.al.num_rounds  # the last round measures, it does not query
+  pseudo_rows = asks and run.pseudo.select is not None  # CEAL: the next round's pseudo-labels
+  preds = pool_stream.Predictions(run.num_pool, labels=run.pool_truth,
+                                  exclude=state.labeled | ~run.known, keep=pseudo_rows)
+  key_q = jax.random.fold_in(key_r, KEY_QUERY)
   sel = pool_stream.Selection(run.name, state.labeled, budget=run.al.batch, beta=run.al.beta,
                               prototypes=run.prototypes, key=key_q) if asks else None
-  run.stream.score(ts, [preds] + ([sel] if asks else []), jax.random.fold_in(key_q, 1),
+  crit = pool_stream.RowValues(run.num_pool, run.pseudo.row_criterion(r, run.prototypes),
+                               dtype=bool) if pseudo_rows else None
+  consumers = [c for c in (preds, sel, crit) if c is not None]
+  run.stream.score(ts, consumers, jax.random.fold_in(key_q, 1),
                    progress=lambda done, n: run.progress.say(f"round {r}: scored {done}/{n}"))
-  if not asks:
-    return [], preds.error_rate()
-  take = min(run.al.batch, run.al.budget - state.spent)
-  return _checked(run, state, sel.result(), take), preds.error_rate()
+  queried = []
+  if asks:
+    take = min(run.al.batch, run.al.budget - state.spent)
+    queried = _checked(run, state, sel.result(), take)
+  extras = run.pseudo.streamed(state, None if crit is None else crit.values,
+                               preds.predictions, queried)
+  return queried, preds.error_rate(), extras
 
 
 def _save_embeddings(run: Run, state: RoundState, ts: TrainState,
@@ -220,8 +234,8 @@ def run_round(run: Run, state: RoundState) -> tuple[RoundState, TrainState, dict
     outputs, pool_pred, err = score_pool(run, state, ts)
     queried, outputs = query(run, state, ts, outputs, key_r)
     extras = run.pseudo(state, outputs, pool_pred, queried)
-  else:  # no pseudo-labels on a streamed pool (refused at build)
-    (queried, err), outputs, extras = score_streamed(run, state, ts, key_r), None, {}
+  else:
+    (queried, err, extras), outputs = score_streamed(run, state, ts, key_r), None
   query_seconds = time.perf_counter() - t0
   _save_embeddings(run, state, ts, outputs, queried)
   record = {

@@ -26,8 +26,10 @@ A streamed run holds, besides the model and the test set:
 Not streamed (refused by :func:`check_strategy` at build, with a one-line
 error): the strategies that need every embedding at once
 (:data:`msal_jax.pool_stream.NEEDS_ALL_EMBEDDINGS`, with the memory figure of
-:func:`msal_jax.pool_stream.refusal`) and CEAL (its pseudo-labels may cover
-much of the pool, which the labeled store does not hold).
+:func:`msal_jax.pool_stream.refusal`). CEAL streams: each row's pseudo-label
+test is kept as an ``[N]`` bool vector during the pass, and the round that
+trains on the pseudo-labels reads their images from the source into the
+training store for that round only (:meth:`LabeledStore.arrays`'s ``extra``).
 
 **Over a mesh** (the trainer's): each chunk's rows are split over the devices
 (:func:`msal_jax.pool_stream.make_apply_chunk`'s ``mesh``; the chunk grows to
@@ -93,16 +95,12 @@ def in_memory(images: Any) -> np.ndarray:
   return images.read(np.arange(images.num))
 
 
-def check_strategy(strategy: str, strat: Any, *, num: int, feature_dim: int, num_classes: int,
+def check_strategy(strategy: str, *, num: int, feature_dim: int, num_classes: int,
                    budget: int) -> None:
   """Raises a one-line ``ValueError`` unless ``strategy`` has a streamed form."""
   if strategy in pool_stream.NEEDS_ALL_EMBEDDINGS:
     raise ValueError(pool_stream.refusal(strategy, num, feature_dim, num_classes=num_classes,
                                          budget=budget))
-  if strat.pseudo is not None:
-    raise ValueError(f"strategy {strategy!r} trains on pseudo-labels of the unlabeled pool, "
-                     "which a streamed pool does not hold in memory: use the strategy without "
-                     "'ceal_', or raise in_memory_limit if the pool fits.")
   pool_stream.streamed_form(strategy)  # a ValueError when there is none
 
 
@@ -121,12 +119,18 @@ class LabeledStore:
     self.count = 0
 
   def arrays(self, mask: np.ndarray, labels: np.ndarray,
-             place: Callable[[np.ndarray], jax.Array] = jnp.asarray
+             place: Callable[[np.ndarray], jax.Array] = jnp.asarray,
+             extra: tuple[np.ndarray, np.ndarray] | None = None,
              ) -> tuple[jax.Array, jax.Array, np.ndarray]:
     """``(images [capacity], labels [capacity], rows [N])`` for ``mask``, placed by ``place``.
 
     ``place``: ``jnp.asarray`` (one device) or the trainer's
     :meth:`~msal_jax.train.Trainer.place_train_images` (replicated on its mesh).
+    ``extra``: ``(ids, labels)`` of unlabeled samples to train on as well
+    (CEAL's pseudo-labels), read from the source for this call only and put
+    after the store's rows (``capacity`` plus ``len(ids)`` rounded up to a
+    power of two, so that the train step compiles once per size class;
+    ``rows[ids]`` point at them).
     """
     new = np.flatnonzero(mask & ~self.stored)
     if self.count + new.size > self.capacity:
@@ -139,7 +143,23 @@ class LabeledStore:
       self.count += new.size
     store_labels = np.zeros(self.capacity, np.int32)
     store_labels[self.rows[mask]] = labels[mask]
-    return place(self.images), place(store_labels), self.rows
+    if extra is None or not np.size(extra[0]):
+      return place(self.images), place(store_labels), self.rows
+    ids, extra_labels = np.asarray(extra[0], np.int64), np.asarray(extra[1], np.int32)
+    if (mask[ids]).any():
+      raise ValueError("LabeledStore.arrays: extra samples must be unlabeled.")
+    rows = self.rows.copy()
+    rows[ids] = self.capacity + np.arange(ids.size)
+    # Padded to a power of two (rows never visited): the train step compiles
+    # once per size class, not once per count.
+    size = 1 << (ids.size - 1).bit_length()
+    images = np.zeros((self.capacity + size, *self.images.shape[1:]), np.uint8)
+    images[: self.capacity] = self.images
+    images[self.capacity: self.capacity + ids.size] = self.source.read(ids)
+    all_labels = np.zeros(self.capacity + size, np.int32)
+    all_labels[: self.capacity], all_labels[self.capacity: self.capacity + ids.size] = (
+        store_labels, extra_labels)
+    return place(images), place(all_labels), rows
 
 
 @dataclasses.dataclass

@@ -26,7 +26,7 @@ import loop_fixtures  # noqa: E402
 from msal_jax import loop, pool_source, streamed_pool  # noqa: E402
 
 STRATEGIES = ("msal_d", "bald", "kcenter", "ceal_entropy")
-STREAMED = ("msal_d", "bald")  # MSAL-D with the t-SNE sample; MC dropout
+STREAMED = ("msal_d", "bald", "ceal_entropy")  # the t-SNE sample; MC dropout; pseudo-labels
 
 
 def _kw(name):
