@@ -7,14 +7,15 @@ Writes a uint8 ``[rows, 32, 32, 3]`` ``.npy`` pool of noise (30,000 rows: 92
 MB), then starts two fresh processes (glibc's malloc state is per process),
 each running msal_d, entropy, msal_d, ... streamed from the memory-mapped
 pool (``in_memory_limit=0``, one query round, one epoch of the small CNN):
-one with the code as it is (``read_ahead.pin_mmap_threshold`` fixes glibc's
-mmap threshold when the first chunk iterator starts), one with the pin turned
-off (glibc's dynamic threshold, what the code did before). Prints ``VmData``
-(MiB) after each run, and again after ``gc.collect()`` and glibc's
-``malloc_trim(0)`` (what the process holds once it gives back what it can),
-the growth from the first run to the last, and the ratios of the growths.
-Run with ``MALLOC_ARENA_MAX=2`` unless set, as ``benchmarks/out_of_core.py``
-runs its children.
+one with glibc's defaults, one with ``MALLOC_MMAP_THRESHOLD_`` set (131072
+unless ``--threshold``), which fixes glibc's mmap threshold instead of letting
+each large ``free`` raise it. Prints ``VmData`` (MiB) after each run, and
+again after ``gc.collect()`` and glibc's ``malloc_trim(0)`` (what the process
+holds once it gives back what it can), the growth from the first run to the
+last, and the ratios of the growths. Run with ``MALLOC_ARENA_MAX=2`` unless
+set, as ``benchmarks/out_of_core.py`` runs its children. The other side of
+the trade, the pool pass's images/s, is ``benchmarks/out_of_core.py`` with
+and without the same variable (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -42,11 +43,9 @@ def child(args) -> None:
   import ctypes
   import gc
 
-  from msal_jax import data, loop, read_ahead
+  from msal_jax import data, loop
   from msal_jax.settings import ActiveLearningConfig, ModelConfig, TrainConfig
 
-  if args.no_pin:
-    read_ahead.pin_mmap_threshold = lambda: False
   rng = np.random.default_rng(1)
   pool = np.load(args.path, mmap_mode="r")
   n = pool.shape[0]
@@ -72,7 +71,8 @@ def main() -> None:
   parser.add_argument("--rows", type=int, default=30_000, help="pool images")
   parser.add_argument("--runs", type=int, default=4, help="loop.run calls per process")
   parser.add_argument("--path", help=argparse.SUPPRESS)
-  parser.add_argument("--no_pin", action="store_true", help=argparse.SUPPRESS)
+  parser.add_argument("--threshold", type=int, default=131072,
+                      help="MALLOC_MMAP_THRESHOLD_ of the second process (bytes)")
   parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.runs < 2:
@@ -87,10 +87,14 @@ def main() -> None:
     rng = np.random.default_rng(0)
     np.save(path, rng.integers(0, 256, (args.rows, 32, 32, 3), dtype=np.uint8))
     growth = {}
-    for mode in ("pinned", "glibc default"):
+    fixed = f"threshold {args.threshold}"
+    for mode in ("glibc default", fixed):
       cmd = [sys.executable, os.path.abspath(__file__), "--child", f"--path={path}",
-             f"--runs={args.runs}"] + (["--no_pin"] if mode != "pinned" else [])
-      proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+             f"--runs={args.runs}"]
+      env = {k: v for k, v in os.environ.items() if k != "MALLOC_MMAP_THRESHOLD_"}
+      if mode == fixed:
+        env["MALLOC_MMAP_THRESHOLD_"] = str(args.threshold)
+      proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
       if proc.returncode != 0:
         sys.exit(f"{mode}: the child failed:\n{proc.stderr[-3000:]}")
       line = next(s for s in proc.stdout.splitlines() if s.startswith("RESULT "))
@@ -98,11 +102,11 @@ def main() -> None:
       for key, what in (("vm_data_mib", "after each run"), ("trimmed_mib", "then trimmed")):
         after = result[key]
         growth[mode, key] = after[-1] - after[0]
-        print(f"{mode:14} VmData {what:14} (MiB): {', '.join(f'{v:.0f}' for v in after)}; "
+        print(f"{mode:18} VmData {what:14} (MiB): {', '.join(f'{v:.0f}' for v in after)}; "
               f"growth {growth[mode, key]:+.0f} MiB over {args.runs - 1} runs", flush=True)
   for key, what in (("vm_data_mib", "after each run"), ("trimmed_mib", "trimmed")):
-    print(f"{args.rows} pool images, {what}: growth glibc default / pinned: "
-          f"{growth['glibc default', key] / max(growth['pinned', key], 1.0):.1f}x")
+    print(f"{args.rows} pool images, {what}: growth glibc default / {fixed}: "
+          f"{growth['glibc default', key] / max(growth[fixed, key], 1.0):.1f}x")
 
 
 if __name__ == "__main__":

@@ -13,8 +13,6 @@ own, apart from where the rows come from: a source only supplies
 
 from __future__ import annotations
 
-import ctypes
-import os
 import queue
 import threading
 import weakref
@@ -24,39 +22,6 @@ import numpy as np
 DEFAULT_PREFETCH = 2  # chunks read ahead by the background thread
 
 _DONE = object()
-
-# glibc's mallopt parameter, and the default it starts from (128 KiB).
-_M_MMAP_THRESHOLD, _MMAP_THRESHOLD = -3, 128 * 1024
-_pinned = False
-
-
-def pin_mmap_threshold() -> bool:
-  """Fixes glibc's mmap threshold at its default, once per process; True if it did.
-
-  glibc serves an allocation above the threshold with its own ``mmap`` and
-  returns it to the system on ``free``, but each such ``free`` also raises the
-  threshold to the freed size (up to 32 MiB). A streamed pass allocates and
-  frees chunk-sized buffers over and over, in the read-ahead thread and the
-  main thread, so after the first chunks they come from glibc's heaps, which
-  fragment and are not given back: two streamed ``loop.run`` calls in one
-  process grew its data segment by 80-120 MB a run, and a second run under an
-  RLIMIT_DATA of 1 GiB failed (docs/benchmarks.md, "Out-of-core pool").
-  Setting the threshold explicitly turns that adjustment off. Skipped where
-  there is no glibc ``mallopt`` or ``MALLOC_MMAP_THRESHOLD_`` is set (the
-  user's choice wins); it changes only where large buffers come from.
-  """
-  global _pinned
-  if _pinned:
-    return False
-  _pinned = True
-  if os.environ.get("MALLOC_MMAP_THRESHOLD_") is not None:
-    return False
-  try:
-    mallopt = ctypes.CDLL(None).mallopt
-  except (OSError, AttributeError):
-    return False
-  mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-  return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD))
 
 
 def _produce(read_range, num: int, chunk_size: int, out: queue.Queue,
@@ -110,7 +75,6 @@ class ChunkIterator:
     if span is not None and not (0 <= span[0] < span[1] <= chunk_size):
       raise ValueError(f"chunks: span must be (lo, hi) with 0 <= lo < hi <= chunk_size "
                        f"{chunk_size}, got {span!r}.")
-    pin_mmap_threshold()  # chunk-sized buffers from mmap, not glibc's heaps
     self._queue: queue.Queue = queue.Queue(maxsize=prefetch)
     self._stop = threading.Event()
     self.thread = threading.Thread(

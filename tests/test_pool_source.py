@@ -324,34 +324,3 @@ def test_embedding_strategies_are_refused_with_the_memory_figure():
   msg = pool_stream.refusal("badge", 10_000_000, 512, num_classes=10)
   assert "'badge'" in msg and f"{4 * 10**7 * 526 / 2**30:.2f} GiB" in msg and "\n" not in msg
 
-
-def test_mmap_threshold_is_pinned_once_unless_the_environment_sets_it(monkeypatch):
-  # glibc raises its mmap threshold after each large free, so chunk buffers
-  # came from heaps that never shrank (benchmarks/streamed_memory.py); the
-  # first chunk iterator fixes it, once, unless MALLOC_MMAP_THRESHOLD_ is set.
-  from msal_jax import read_ahead
-
-  calls = []
-  monkeypatch.setattr(read_ahead, "_pinned", False)
-  monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
-  assert read_ahead.pin_mmap_threshold() is False  # the user's setting wins
-  monkeypatch.setattr(read_ahead, "_pinned", False)
-  monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_")
-  real = read_ahead.pin_mmap_threshold
-  monkeypatch.setattr(read_ahead, "pin_mmap_threshold", lambda: calls.append(1) or real())
-  list(pool_source.ArrayPool(_images()).chunks(16))
-  list(pool_source.ArrayPool(_images()).chunks(16))
-  assert len(calls) == 2 and read_ahead._pinned  # asked by each iterator, done by the first
-  assert real() is False  # already pinned
-  # On glibc the first call set M_MMAP_THRESHOLD (mallopt returned 1).
-  monkeypatch.setattr(read_ahead, "_pinned", False)
-  assert real() is (os.path.exists("/proc/self/maps") and _has_glibc())
-
-
-def _has_glibc():
-  import ctypes
-
-  try:
-    return hasattr(ctypes.CDLL(None), "mallopt") and bool(ctypes.CDLL(None).gnu_get_libc_version)
-  except (OSError, AttributeError):
-    return False
