@@ -137,7 +137,7 @@ def plot_sweep(results: Results, sweep_field: str, path: str, *, title: str | No
     ax.set_xlabel(sweep_field)
     ax.set_ylabel(name)
     ax.grid(alpha=0.3)
-  _legend(fig, axes if len(strategies) <= _INSIDE else axes[-1:], len(strategies))
+  _legend(fig, axes, len(strategies))
   if title:
     fig.suptitle(title)
   _save(fig, path)

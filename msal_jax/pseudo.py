@@ -40,11 +40,8 @@ class PseudoStep:
       return {}
 
     def confident(after: np.ndarray) -> np.ndarray:
-      threshold = self.threshold(state.round)
-      nonlocal outputs
-      if self.gather is not None:
-        outputs = self.gather(outputs)
-      return np.asarray(self.select(outputs, jnp.asarray(after), threshold))
+      out = outputs if self.gather is None else self.gather(outputs)
+      return np.asarray(self.select(out, jnp.asarray(after), self.threshold(state.round)))
 
     return self._update(state, confident, pool_pred, queried)
 
@@ -61,7 +58,6 @@ class PseudoStep:
     if self.select is None:
       return {}
     return self._update(state, lambda after: criterion & ~after, pool_pred, queried)
-
 
   def row_criterion(self, round_index: int, prototypes: Any) -> Callable[[dict], Any]:
     """``outputs -> [n] bool`` of a chunk: the strategy's test with the round's threshold."""

@@ -92,16 +92,16 @@ def train_model(run: Run, state: RoundState, key_r: jax.Array) -> tuple[TrainSta
   """A fresh model trained on the labeled (and pseudo-labeled) samples: state, loss, seconds."""
   train_mask, train_labels = jnp.asarray(state.labeled), jnp.asarray(state.labels)
   images, rows = run.train_images, None
+  pseudo_ids = np.flatnonzero(state.pseudo_mask)
+  if pseudo_ids.size:  # CEAL: this round also trains on pseudo-labels
+    train_mask = jnp.asarray(state.labeled | state.pseudo_mask)
   if run.stream is not None:  # the labeled store, visited in the in-memory order
-    pseudo_ids = np.flatnonzero(state.pseudo_mask)
-    if pseudo_ids.size:  # CEAL: read from the source for this round only
+    if pseudo_ids.size:  # read from the source for this round only
       run.progress.say(f"round {state.round}: reading {pseudo_ids.size} pseudo-labeled samples")
-      train_mask = jnp.asarray(state.labeled | state.pseudo_mask)
     images, train_labels, rows = run.stream.store.arrays(
         state.labeled, state.labels, place=run.trainer.place_train_images,
         extra=(pseudo_ids, state.pseudo_labels[pseudo_ids]))
-  elif state.pseudo_mask.any():  # CEAL: this round also trains on pseudo-labels
-    train_mask = jnp.asarray(state.labeled | state.pseudo_mask)
+  elif pseudo_ids.size:
     train_labels = jnp.asarray(np.where(state.pseudo_mask, state.pseudo_labels, state.labels))
   t0 = time.perf_counter()
   ts = run.trainer.init(jax.random.fold_in(key_r, KEY_MODEL_INIT))

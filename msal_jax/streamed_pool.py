@@ -157,8 +157,8 @@ class LabeledStore:
     images[: self.capacity] = self.images
     images[self.capacity: self.capacity + ids.size] = self.source.read(ids)
     all_labels = np.zeros(self.capacity + size, np.int32)
-    all_labels[: self.capacity], all_labels[self.capacity: self.capacity + ids.size] = (
-        store_labels, extra_labels)
+    all_labels[: self.capacity] = store_labels
+    all_labels[self.capacity: self.capacity + ids.size] = extra_labels
     return place(images), place(all_labels), rows
 
 
